@@ -1,0 +1,71 @@
+# Clone: make deps | make | make guest | make check | make bench | make run
+# Everything lands in build/ (build/san/ for the sanitizer build).
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build/san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD ?= build
+SANFLAGS =
+endif
+
+CC ?= cc
+PKGS = libsodium inih
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wvla -Wundef \
+	-Wimplicit-fallthrough -Wnull-dereference -Wswitch-enum
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -I. $(WARN) -fstack-protector-strong \
+	-D_FORTIFY_SOURCE=2 -fPIE $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
+LDLIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+
+# Every module but the program entry goes into a library the tests link.
+LIB_SRC = $(wildcard common/*.c config/*.c console/*.c vmm/*.c)
+MAIN_SRC = sshd/main.c $(filter-out sshd/main.c,$(wildcard sshd/*.c))
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ = $(MAIN_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps guest check unit integration bench run clean
+all: $(BUILD)/clone
+
+$(BUILD)/clone: $(MAIN_OBJ) $(BUILD)/libclone.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libclone.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libclone.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libclone.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+
+deps:
+	@sh contrib/deps.sh
+
+guest:
+	@sh contrib/guest/build.sh build/guest
+
+unit: $(UNIT_BIN)
+	@sh tests/run-unit.sh $(UNIT_BIN)
+
+# The unit tests again under ASan/UBSan, then the end-to-end tests on the
+# real KVM with the real guest.
+check: all guest
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory SAN=1 unit
+	@python3 tests/integration/run.py
+
+bench: all guest
+	@python3 tests/bench/boot.py
+
+clean:
+	rm -rf build

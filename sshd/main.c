@@ -1,0 +1,31 @@
+/* clone: one binary, several subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "vmm/cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: clone COMMAND [ARGS]\n"
+		   "  boot [-c clone.ini] [--serial]   boot the template "
+		   "image on this terminal\n");
+}
+
+int main(int argc, char **argv)
+{
+	log_init("clone", LOG_INFO);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "boot") == 0)
+		return vmm_cmd_boot(argc - 1, argv + 1);
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "clone: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

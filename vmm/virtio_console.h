@@ -1,0 +1,101 @@
+/* virtio-console with VIRTIO_CONSOLE_F_MULTIPORT (VIRTIO 1.x, 5.3).
+ * Port 0 is a console (the terminal, hvc0 in the guest); further ports are
+ * named (the agent's control port, more terminals). Each port's host side
+ * is a pair of file descriptors; the device moves bytes between them and
+ * the guest. All queue work happens in vcon_process(), on the VMM's I/O
+ * thread; the vCPU only registers kicks. */
+#ifndef VMM_VIRTIO_CONSOLE_H
+#define VMM_VIRTIO_CONSOLE_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/virtio_mmio.h"
+
+#define VCON_MAX_PORTS 8
+#define VCON_NAME_MAX 32
+#define VCON_CTRL_QUEUE 64
+
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_CONSOLE_F_SIZE 0
+#define VIRTIO_CONSOLE_F_MULTIPORT 1
+
+/* Control message events (VIRTIO 1.x 5.3.6.2) */
+enum {
+	VIRTIO_CONSOLE_DEVICE_READY = 0,
+	VIRTIO_CONSOLE_DEVICE_ADD = 1,
+	VIRTIO_CONSOLE_DEVICE_REMOVE = 2,
+	VIRTIO_CONSOLE_PORT_READY = 3,
+	VIRTIO_CONSOLE_CONSOLE_PORT = 4,
+	VIRTIO_CONSOLE_RESIZE = 5,
+	VIRTIO_CONSOLE_PORT_OPEN = 6,
+	VIRTIO_CONSOLE_PORT_NAME = 7,
+};
+
+struct virtio_console_control {
+	uint32_t id;
+	uint16_t event;
+	uint16_t value;
+};
+
+struct vcon_ctrl_msg {
+	struct virtio_console_control hdr;
+	uint16_t len;		/* payload bytes */
+	uint8_t payload[VCON_NAME_MAX];
+};
+
+struct vcon_port {
+	bool used;
+	bool console;		/* announced as a console port (hvcN) */
+	char name[VCON_NAME_MAX];	/* "" for none */
+	int in_fd, out_fd;	/* host side: to the guest, from the guest */
+	bool host_open;		/* in_fd not at EOF */
+	bool guest_ready;	/* driver sent PORT_READY */
+	bool guest_open;	/* guest has the port open */
+	uint16_t rows, cols;
+
+	/* guest -> host: a chain being written out */
+	bool tx_busy;
+	struct virtq_chain tx;
+	uint32_t tx_off;
+	bool tx_blocked;	/* out_fd full: wait for POLLOUT */
+	/* host -> guest: a receive buffer taken but not yet filled */
+	bool rx_busy;
+	struct virtq_chain rx;
+	bool rx_starved;	/* no receive buffers: wait for a kick */
+	uint64_t bytes_in, bytes_out;
+};
+
+struct vcon {
+	struct virtio_mmio t;
+	int kick_fd;		/* eventfd: the vCPU saw a queue notify */
+	bool device_ready;	/* driver sent DEVICE_READY */
+	uint16_t cfg_cols, cfg_rows;
+	struct vcon_port port[VCON_MAX_PORTS];
+	struct vcon_ctrl_msg ctrl[VCON_CTRL_QUEUE];
+	unsigned ctrl_head, ctrl_len;
+	uint32_t pending_irq;	/* used buffers pushed since the last interrupt */
+};
+
+/* Set up the device (ports added with vcon_add_port before the guest
+ * driver starts). kick_fd is created here. 0 or -errno. */
+int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
+	      uint32_t gsi, virtio_irq_fn irq, void *irq_opaque);
+void vcon_destroy(struct vcon *c);
+
+/* Add port nr with the given host fds (-1: none). The device does not own
+ * the fds. Before the guest driver is ready only. 0 or -EINVAL/-EBUSY. */
+int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,
+		  int in_fd, int out_fd);
+
+/* New terminal size for a console port; reaches the guest as a resize. */
+void vcon_resize(struct vcon *c, unsigned nr, uint16_t rows, uint16_t cols);
+
+/* I/O thread: move what can move without blocking. */
+void vcon_process(struct vcon *c);
+/* I/O thread: fds to wait on before the next vcon_process(). Returns the
+ * number of entries written (at most max). */
+int vcon_pollfds(struct vcon *c, struct pollfd *pfd, int max);
+
+#endif

@@ -1,0 +1,930 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "console/agent_proto.h"
+#include "vmm/boot.h"
+#include "vmm/uart.h"
+#include "vmm/virtio_console.h"
+
+#define KVM_API_VERSION_EXPECTED 12
+#define VIRTIO_BASE 0xd0000000ULL	/* above RAM (at most 3 GiB) */
+#define VIRTIO_CONSOLE_GSI 5
+#define MAX_FILE (512ULL << 20)		/* kernel/initrd size sanity bound */
+#define KICK_SIGNAL SIGUSR1
+#define CMDLINE_BASE "reboot=k panic=-1 pci=off nomodule no_timer_check " \
+		     "random.trust_cpu=on"
+
+struct vm {
+	int kvm_fd, vm_fd, vcpu_fd, mem_fd;
+	struct kvm_run *run;
+	size_t run_size;
+	struct gmem mem;
+	bool pvm;
+
+	struct vcon con;
+	struct uart uart;
+	bool serial;
+	int port_fd[VCON_MAX_PORTS];	/* the device's ends of socket pairs */
+	int agent_fd;			/* our end of the agent port */
+	struct agent_dec dec;
+	struct agent_msg msg;
+
+	pthread_t vcpu_thread, io_thread;
+	bool threads;
+	int stop_fd;			/* eventfd: tells the I/O thread to stop */
+	int event_fd;			/* eventfd: state changes, for the owner */
+	volatile sig_atomic_t stopping;
+
+	pthread_mutex_t lock;		/* the fields below */
+	enum vm_state state;
+	enum vm_exit exit;
+	char detail[256];
+	bool agent_ready;
+	int power_intent;		/* -1, or AGENT_POWER_* the agent announced */
+	struct vm_stats stats;
+	struct timespec started;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void notify_owner(struct vm *vm)
+{
+	uint64_t one = 1;
+
+	if (write(vm->event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("vm: event");
+}
+
+/* Record why the VM ends (first reason wins) and make everything stop. */
+static void vm_end(struct vm *vm, enum vm_exit why, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void vm_end(struct vm *vm, enum vm_exit why, const char *fmt, ...)
+{
+	va_list ap;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->exit == VM_EXIT_NONE) {
+		vm->exit = why;
+		va_start(ap, fmt);
+		vsnprintf(vm->detail, sizeof(vm->detail), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	vm->stopping = 1;
+	if (vm->run)
+		vm->run->immediate_exit = 1;
+	if (write(vm->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("vm: stop");
+	if (vm->threads && !pthread_equal(pthread_self(), vm->vcpu_thread))
+		pthread_kill(vm->vcpu_thread, KICK_SIGNAL);
+	notify_owner(vm);
+}
+
+static void vm_irq(void *opaque, uint32_t gsi)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level l = { .irq = gsi, .level = 1 };
+
+	/* An edge: the virtio-mmio and UART lines are edge-triggered ISA
+	 * interrupts on the in-kernel PIC/IOAPIC. */
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0)
+		log_warn("vm: KVM_IRQ_LINE %u", gsi);
+	l.level = 0;
+	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
+}
+
+/* ---- creation ---------------------------------------------------------- */
+
+static int read_file(const char *path, const char *what, uint8_t **buf,
+		     size_t *len, char *err, size_t errlen)
+{
+	struct stat st;
+	ssize_t n;
+	size_t off = 0;
+	int fd, r = 0;
+
+	*buf = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > MAX_FILE) {
+		r = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+		snprintf(err, errlen, "%s %s: %s", what, path,
+			 !S_ISREG(st.st_mode) ? "not a regular file" :
+			 st.st_size <= 0 ? "empty file" : "too large");
+		if (st.st_size == 0)
+			r = -ENOEXEC;
+		goto out;
+	}
+	*len = (size_t)st.st_size;
+	*buf = malloc(*len);
+	if (!*buf) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "%s %s: out of memory", what, path);
+		goto out;
+	}
+	while (off < *len) {
+		n = read(fd, *buf + off, *len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			snprintf(err, errlen, "%s %s: read failed", what, path);
+			goto out;
+		}
+		off += (size_t)n;
+	}
+out:
+	if (r < 0) {
+		free(*buf);
+		*buf = NULL;
+	}
+	close(fd);
+	return r;
+}
+
+static int setup_memory(struct vm *vm, unsigned memory_mb, char *err,
+			size_t errlen)
+{
+	struct kvm_userspace_memory_region region;
+
+	vm->mem.size = (uint64_t)memory_mb << 20;
+	vm->mem_fd = memfd_create("clone-guest-ram", MFD_CLOEXEC |
+				  MFD_ALLOW_SEALING);
+	if (vm->mem_fd < 0 || ftruncate(vm->mem_fd, (off_t)vm->mem.size) < 0)
+		goto fail;
+	vm->mem.host = mmap(NULL, vm->mem.size, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_NORESERVE, vm->mem_fd, 0);
+	if (vm->mem.host == MAP_FAILED) {
+		vm->mem.host = NULL;
+		goto fail;
+	}
+	region = (struct kvm_userspace_memory_region){
+		.slot = 0,
+		.guest_phys_addr = 0,
+		.memory_size = vm->mem.size,
+		.userspace_addr = (uintptr_t)vm->mem.host,
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "guest memory (%u MiB): %s", memory_mb,
+		 strerror(errno));
+	return -errno;
+}
+
+static int setup_cpuid(struct vm *vm)
+{
+	struct kvm_cpuid2 *c;
+	int nent = 256, r = 0;
+
+	c = calloc(1, sizeof(*c) + (size_t)nent * sizeof(c->entries[0]));
+	if (!c)
+		return -ENOMEM;
+	c->nent = (uint32_t)nent;
+	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
+		r = -errno;
+		goto out;
+	}
+	for (unsigned i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		switch (e->function) {
+		case 1:
+			e->ebx &= 0x00ffffff;	/* initial APIC id 0 */
+			e->ecx |= 1U << 31;	/* hypervisor present */
+			break;
+		case 0xb:
+		case 0x1f:
+			e->edx = 0;		/* x2APIC id 0 */
+			break;
+		default:
+			break;
+		}
+	}
+	if (vm->pvm)
+		pvm_filter_cpuid(c);
+	if (ioctl(vm->vcpu_fd, KVM_SET_CPUID2, c) < 0)
+		r = -errno;
+out:
+	free(c);
+	return r;
+}
+
+static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type,
+		    bool code)
+{
+	*s = (struct kvm_segment){
+		.base = 0, .limit = 0xffffffff, .selector = sel, .type = type,
+		.present = 1, .dpl = 0, .db = code ? 0 : 1, .s = 1,
+		.l = code ? 1 : 0, .g = 1,
+	};
+}
+
+static int setup_vcpu_regs(struct vm *vm, uint64_t entry)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct kvm_fpu fpu;
+	struct kvm_lapic_state lapic;
+	uint32_t *lvt;
+
+	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	set_seg(&sregs.cs, BOOT_CS, 0xb, true);
+	set_seg(&sregs.ds, BOOT_DS, 0x3, false);
+	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	sregs.tr = (struct kvm_segment){ .limit = 0x67, .type = 0xb,
+					 .present = 1 };
+	sregs.ldt = (struct kvm_segment){ .type = 2, .unusable = 1 };
+	sregs.gdt.base = BOOT_GDT_ADDR;
+	sregs.gdt.limit = 4 * 8 - 1;
+	sregs.idt.base = 0;
+	sregs.idt.limit = 0;
+	sregs.cr0 = 0x80000031;		/* PG | NE | ET | PE */
+	sregs.cr3 = BOOT_PML4_ADDR;
+	sregs.cr4 = 0x20;		/* PAE */
+	sregs.efer = 0x500;		/* LMA | LME */
+	if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &sregs) < 0)
+		return -errno;
+
+	memset(&regs, 0, sizeof(regs));
+	regs.rflags = 2;
+	regs.rip = entry;
+	regs.rsp = regs.rbp = BOOT_STACK_ADDR;
+	regs.rsi = BOOT_ZERO_PAGE_ADDR;	/* boot_params */
+	if (ioctl(vm->vcpu_fd, KVM_SET_REGS, &regs) < 0)
+		return -errno;
+
+	memset(&fpu, 0, sizeof(fpu));
+	fpu.fcw = 0x37f;
+	fpu.mxcsr = 0x1f80;
+	if (ioctl(vm->vcpu_fd, KVM_SET_FPU, &fpu) < 0)
+		return -errno;
+
+	/* LINT0 as ExtINT (the PIC's output), LINT1 as NMI: virtual wire. */
+	if (ioctl(vm->vcpu_fd, KVM_GET_LAPIC, &lapic) < 0)
+		return -errno;
+	lvt = (uint32_t *)(void *)&lapic.regs[0x350];
+	*lvt = (*lvt & ~0x700U) | 0x700U;
+	lvt = (uint32_t *)(void *)&lapic.regs[0x360];
+	*lvt = (*lvt & ~0x700U) | 0x400U;
+	if (ioctl(vm->vcpu_fd, KVM_SET_LAPIC, &lapic) < 0)
+		return -errno;
+	return 0;
+}
+
+static int build_cmdline(const struct vm *vm, const char *extra, char *out,
+			 size_t outlen)
+{
+	int n = snprintf(out, outlen, "%s %s virtio_mmio.device=4K@0x%llx:%u%s%s%s%s",
+			 CMDLINE_BASE,
+			 vm->serial ? "console=ttyS0 earlyprintk=serial,ttyS0"
+				    : "quiet 8250.nr_uarts=0",
+			 VIRTIO_BASE, VIRTIO_CONSOLE_GSI,
+			 vm->pvm ? " " : "", vm->pvm ? PVM_CMDLINE : "",
+			 extra && *extra ? " " : "", extra ? extra : "");
+
+	return n < 0 || (size_t)n >= outlen ? -E2BIG : 0;
+}
+
+static int load_guest(struct vm *vm, const struct vm_config *cfg, char *err,
+		      size_t errlen)
+{
+	struct boot_kernel k;
+	uint8_t *kbuf = NULL, *ibuf = NULL;
+	size_t klen = 0, ilen = 0;
+	uint64_t initrd_gpa = 0;
+	char cmdline[BOOT_CMDLINE_MAX], why[160];
+	int r;
+
+	r = read_file(cfg->kernel, "kernel", &kbuf, &klen, err, errlen);
+	if (r < 0)
+		goto out;
+	if (cfg->initrd) {
+		r = read_file(cfg->initrd, "initrd", &ibuf, &ilen, err, errlen);
+		if (r < 0)
+			goto out;
+	}
+	r = boot_load_kernel(&vm->mem, kbuf, klen, &k, why, sizeof(why));
+	if (r < 0) {
+		snprintf(err, errlen, "kernel %s: %s", cfg->kernel, why);
+		goto out;
+	}
+	if (ilen) {
+		r = boot_load_initrd(&vm->mem, &k, ibuf, ilen, &initrd_gpa);
+		if (r < 0) {
+			snprintf(err, errlen, "initrd %s (%zu bytes) does not "
+				 "fit in %u MiB of guest memory beside the "
+				 "kernel", cfg->initrd, ilen, cfg->memory_mb);
+			goto out;
+		}
+	}
+	r = build_cmdline(vm, cfg->cmdline, cmdline, sizeof(cmdline));
+	if (r == 0)
+		r = boot_setup_params(&vm->mem, &k, cmdline, initrd_gpa, ilen);
+	if (r < 0) {
+		snprintf(err, errlen, "kernel command line longer than %d bytes",
+			 BOOT_CMDLINE_MAX - 1);
+		goto out;
+	}
+	log_debug("guest command line: %s", cmdline);
+	r = boot_setup_longmode(&vm->mem);
+	if (r == 0)
+		r = setup_vcpu_regs(vm, k.entry);
+	if (r < 0)
+		snprintf(err, errlen, "vCPU set-up: %s", strerror(-r));
+out:
+	free(kbuf);
+	free(ibuf);
+	return r;
+}
+
+static int kvm_open(struct vm *vm, char *err, size_t errlen)
+{
+	static const struct { int cap; const char *name; } caps[] = {
+		{ KVM_CAP_IRQCHIP, "in-kernel irqchip" },
+		{ KVM_CAP_USER_MEMORY, "user memory" },
+		{ KVM_CAP_PIT2, "in-kernel PIT" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "immediate exit" },
+	};
+	int v;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		v = -errno;
+		snprintf(err, errlen, "/dev/kvm: %s%s", strerror(errno),
+			 errno == ENOENT ? " (no KVM on this host)" : "");
+		return v;
+	}
+	v = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (v != KVM_API_VERSION_EXPECTED) {
+		snprintf(err, errlen, "/dev/kvm: API version %d, need %d", v,
+			 KVM_API_VERSION_EXPECTED);
+		return -ENOTSUP;
+	}
+	for (unsigned i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0) {
+			snprintf(err, errlen, "/dev/kvm: no %s", caps[i].name);
+			return -ENOTSUP;
+		}
+	}
+	return 0;
+}
+
+static int create_machine(struct vm *vm, char *err, size_t errlen)
+{
+	struct kvm_pit_config pit = { .flags = 0 };
+	int mmap_size;
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		goto fail;
+	/* Needed by VT-x for real mode only; harmless elsewhere, and some
+	 * KVMs (PVM) refuse it. */
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000UL) < 0)
+		log_debug("KVM_SET_TSS_ADDR: %s (ignored)", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		goto fail;
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		goto fail;
+	vm->vcpu_fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, 0);
+	if (vm->vcpu_fd < 0)
+		goto fail;
+	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (mmap_size <= 0)
+		goto fail;
+	vm->run_size = (size_t)mmap_size;
+	vm->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       vm->vcpu_fd, 0);
+	if (vm->run == MAP_FAILED) {
+		vm->run = NULL;
+		goto fail;
+	}
+	return 0;
+fail:
+	snprintf(err, errlen, "KVM VM set-up: %s", strerror(errno));
+	return -errno;
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
+	      size_t errlen)
+{
+	struct vm *vm;
+	int sv[2], r;
+
+	*out = NULL;
+	if (cfg->memory_mb < VM_MIN_MEMORY_MB ||
+	    cfg->memory_mb > VM_MAX_MEMORY_MB) {
+		snprintf(err, errlen, "memory_mb %u: need %u to %u",
+			 cfg->memory_mb, VM_MIN_MEMORY_MB, VM_MAX_MEMORY_MB);
+		return -EINVAL;
+	}
+	if (cfg->vcpus != 1) {
+		snprintf(err, errlen, "vcpus %u: only 1 is supported",
+			 cfg->vcpus);
+		return -EINVAL;
+	}
+	vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	vm->kvm_fd = vm->vm_fd = vm->vcpu_fd = vm->mem_fd = -1;
+	vm->agent_fd = vm->stop_fd = vm->event_fd = -1;
+	for (unsigned i = 0; i < VCON_MAX_PORTS; i++)
+		vm->port_fd[i] = -1;
+	vm->con.kick_fd = -1;
+	vm->power_intent = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	agent_dec_init(&vm->dec);
+	vm->serial = cfg->serial;
+	vm->pvm = pvm_detect();
+
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->stop_fd < 0 || vm->event_fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	r = kvm_open(vm, err, errlen);
+	if (r < 0)
+		goto fail;
+	if (vm->pvm)
+		log_info("KVM is PVM (software virtualisation): completing "
+			 "emulation failures, hiding CPU features");
+	r = create_machine(vm, err, errlen);
+	if (r < 0)
+		goto fail;
+	r = setup_memory(vm, cfg->memory_mb, err, errlen);
+	if (r < 0)
+		goto fail;
+	r = setup_cpuid(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "CPUID set-up: %s", strerror(-r));
+		goto fail;
+	}
+	r = load_guest(vm, cfg, err, errlen);
+	if (r < 0)
+		goto fail;
+
+	uart_init(&vm->uart, cfg->serial ? cfg->serial_fd : -1, vm_irq, vm);
+	r = vcon_init(&vm->con, &vm->mem, VIRTIO_BASE, VIRTIO_CONSOLE_GSI,
+		      vm_irq, vm);
+	if (r < 0) {
+		snprintf(err, errlen, "virtio-console: %s", strerror(-r));
+		goto fail;
+	}
+	/* The agent's port: a socket pair, our end read by the I/O thread. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
+		       sv) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	vm->agent_fd = sv[0];
+	vm->port_fd[VM_AGENT_PORT] = sv[1];
+	r = vcon_add_port(&vm->con, VM_AGENT_PORT, VM_AGENT_PORT_NAME, false,
+			  sv[1], sv[1]);
+	if (r < 0) {
+		snprintf(err, errlen, "agent port: %s", strerror(-r));
+		goto fail;
+	}
+	vm->state = VM_CREATED;
+	*out = vm;
+	return 0;
+fail:
+	vm_free(vm);
+	return r;
+}
+
+int vm_add_terminal(struct vm *vm, unsigned nr)
+{
+	int sv[2], r;
+
+	if (nr == VM_AGENT_PORT || nr >= VCON_MAX_PORTS ||
+	    vm->state != VM_CREATED)
+		return -EINVAL;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	/* The device side never blocks; the owner's side is up to it. */
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	r = vcon_add_port(&vm->con, nr, nr ? "clone.term" : NULL, true, sv[1],
+			  sv[1]);
+	if (r < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return r;
+	}
+	vm->port_fd[nr] = sv[1];
+	return sv[0];
+}
+
+/* ---- the vCPU thread --------------------------------------------------- */
+
+static void pio(struct vm *vm, struct kvm_run *run)
+{
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	uint16_t port = run->io.port;
+	bool in = run->io.direction == KVM_EXIT_IO_IN;
+
+	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+		if (vm->serial && port >= UART_COM1_BASE &&
+		    port < UART_COM1_BASE + 8 && run->io.size == 1) {
+			if (in)
+				*data = uart_read(&vm->uart,
+						  port - UART_COM1_BASE);
+			else
+				uart_write(&vm->uart, port - UART_COM1_BASE,
+					   *data);
+		} else if (port == 0x64 || port == 0x60) {
+			/* No i8042; status reads 0 so that a reset request
+			 * does not spin waiting for it. */
+			if (in)
+				memset(data, 0, run->io.size);
+			else if (port == 0x64 && *data == 0xfe)
+				vm_end(vm, vm->power_intent ==
+					   AGENT_POWER_REBOOT ?
+					   VM_EXIT_REBOOT : VM_EXIT_RESET,
+				       "guest %s",
+				       vm->power_intent == AGENT_POWER_REBOOT ?
+				       "rebooted" : "reset (no shutdown from "
+				       "the agent: kernel panic or forced "
+				       "reboot)");
+		} else if (in) {
+			memset(data, 0xff, run->io.size);	/* nothing here */
+		}
+	}
+}
+
+static void mmio(struct vm *vm, struct kvm_run *run)
+{
+	uint64_t a = run->mmio.phys_addr;
+	uint32_t len = run->mmio.len;
+
+	if (len > sizeof(run->mmio.data))
+		return;
+	if (a >= VIRTIO_BASE && a - VIRTIO_BASE < VIRTIO_MMIO_SIZE) {
+		if (run->mmio.is_write)
+			virtio_mmio_write(&vm->con.t, a - VIRTIO_BASE,
+					  run->mmio.data, len);
+		else
+			virtio_mmio_read(&vm->con.t, a - VIRTIO_BASE,
+					 run->mmio.data, len);
+		return;
+	}
+	if (!run->mmio.is_write)
+		memset(run->mmio.data, 0xff, len);
+	log_debug("vm: MMIO %s of %u bytes at 0x%llx: nothing there",
+		  run->mmio.is_write ? "write" : "read", len,
+		  (unsigned long long)a);
+}
+
+static void emulation_failure(struct vm *vm)
+{
+	char desc[160];
+	int r;
+
+	r = x86_complete_emulation(vm->vcpu_fd, vm->run, &vm->mem,
+				   &vm->stats.emul, desc, sizeof(desc));
+	if (r == 0)
+		return;
+	if (r == -EOPNOTSUPP)
+		vm_end(vm, VM_EXIT_ERROR, "KVM could not emulate the guest's "
+		       "%s", desc);
+	else
+		vm_end(vm, VM_EXIT_ERROR, "completing the guest's %s: %s",
+		       desc, strerror(-r));
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct vm *vm = arg;
+	struct kvm_run *run = vm->run;
+
+	while (!vm->stopping) {
+		int r = ioctl(vm->vcpu_fd, KVM_RUN, 0);
+
+		if (r < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				vm->stats.exits_intr++;
+				run->immediate_exit = 0;
+				continue;
+			}
+			vm_end(vm, VM_EXIT_ERROR, "KVM_RUN: %s",
+			       strerror(errno));
+			break;
+		}
+		vm->stats.exits++;
+		switch (run->exit_reason) {
+		case KVM_EXIT_IO:
+			vm->stats.exits_io++;
+			pio(vm, run);
+			break;
+		case KVM_EXIT_MMIO:
+			vm->stats.exits_mmio++;
+			mmio(vm, run);
+			break;
+		case KVM_EXIT_INTERNAL_ERROR:
+			vm->stats.exits_other++;
+			if (run->internal.suberror ==
+			    KVM_INTERNAL_ERROR_EMULATION)
+				emulation_failure(vm);
+			else
+				vm_end(vm, VM_EXIT_ERROR, "KVM internal error, "
+				       "suberror %u", run->internal.suberror);
+			break;
+		case KVM_EXIT_SHUTDOWN:
+			vm_end(vm, vm->power_intent == AGENT_POWER_REBOOT ?
+			       VM_EXIT_REBOOT : VM_EXIT_RESET,
+			       "guest %s", vm->power_intent ==
+			       AGENT_POWER_REBOOT ? "rebooted" :
+			       "reset (triple fault)");
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN)
+				vm_end(vm, VM_EXIT_POWEROFF,
+				       "guest powered off");
+			else
+				vm_end(vm, VM_EXIT_RESET, "guest system event "
+				       "%u", run->system_event.type);
+			break;
+		case KVM_EXIT_HLT:
+			vm_end(vm, VM_EXIT_POWEROFF, "guest halted");
+			break;
+		case KVM_EXIT_FAIL_ENTRY:
+			vm_end(vm, VM_EXIT_ERROR, "KVM entry failed, reason "
+			       "0x%llx", (unsigned long long)run->fail_entry
+			       .hardware_entry_failure_reason);
+			break;
+		case KVM_EXIT_INTR:
+			vm->stats.exits_intr++;
+			break;
+		default:
+			vm_end(vm, VM_EXIT_ERROR, "unexpected KVM exit %u",
+			       run->exit_reason);
+			break;
+		}
+	}
+	if (vm->serial)
+		uart_flush(&vm->uart);
+	return NULL;
+}
+
+/* ---- the I/O thread ---------------------------------------------------- */
+
+static void agent_message(struct vm *vm, const struct agent_msg *m)
+{
+	switch ((enum agent_msg_type)m->type) {
+	case AGENT_MSG_READY:
+		pthread_mutex_lock(&vm->lock);
+		if (!vm->agent_ready) {
+			vm->agent_ready = true;
+			vm->stats.ready_ns = now_ns() -
+				((uint64_t)vm->started.tv_sec * 1000000000ULL +
+				 (uint64_t)vm->started.tv_nsec);
+		}
+		pthread_mutex_unlock(&vm->lock);
+		log_info("guest agent ready (%.*s) %.1f s after start",
+			 (int)(m->len > 64 ? 64 : m->len), m->payload,
+			 (double)vm->stats.ready_ns / 1e9);
+		notify_owner(vm);
+		return;
+	case AGENT_MSG_POWER:
+		if (m->len != 1 || m->payload[0] > AGENT_POWER_REBOOT) {
+			log_warnx("agent: bad power message");
+			return;
+		}
+		vm->power_intent = m->payload[0];
+		if (m->payload[0] == AGENT_POWER_OFF)
+			vm_end(vm, VM_EXIT_POWEROFF, "guest powered off");
+		return;
+	case AGENT_MSG_LOG:
+		log_info("guest: %.*s", (int)(m->len > 200 ? 200 : m->len),
+			 m->payload);
+		return;
+	case AGENT_MSG_MAX:
+		break;
+	}
+	log_warnx("agent: unexpected message type %u", m->type);
+}
+
+static void agent_input(struct vm *vm)
+{
+	uint8_t buf[4096];
+	ssize_t n = read(vm->agent_fd, buf, sizeof(buf));
+	size_t off = 0, used;
+	int r;
+
+	if (n <= 0) {
+		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			close(vm->agent_fd);
+			vm->agent_fd = -1;
+		}
+		return;
+	}
+	while (off < (size_t)n) {
+		r = agent_decode(&vm->dec, buf + off, (size_t)n - off, &used,
+				 &vm->msg);
+		off += used;
+		if (r < 0) {
+			/* A broken stream from the guest: stop listening to
+			 * it, the VM itself carries on. */
+			log_warnx("agent: protocol error: %s; agent port "
+				  "closed", strerror(-r));
+			close(vm->agent_fd);
+			vm->agent_fd = -1;
+			return;
+		}
+		if (r == 1)
+			agent_message(vm, &vm->msg);
+	}
+}
+
+static void *io_main(void *arg)
+{
+	struct vm *vm = arg;
+	struct pollfd pfd[3 + 2 * VCON_MAX_PORTS];
+
+	while (!vm->stopping) {
+		int n = 0;
+
+		pfd[n++] = (struct pollfd){ .fd = vm->stop_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = vm->con.kick_fd,
+					    .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = vm->agent_fd, .events = POLLIN };
+		n += vcon_pollfds(&vm->con, pfd + n,
+				  (int)(sizeof(pfd) / sizeof(pfd[0])) - n);
+		if (poll(pfd, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			vm_end(vm, VM_EXIT_ERROR, "poll: %s", strerror(errno));
+			break;
+		}
+		if (pfd[0].revents)
+			break;
+		if (pfd[2].revents)
+			agent_input(vm);
+		vcon_process(&vm->con);
+	}
+	return NULL;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig;	/* only to interrupt KVM_RUN */
+}
+
+int vm_start(struct vm *vm)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+	int r;
+
+	if (vm->state != VM_CREATED)
+		return -EINVAL;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(KICK_SIGNAL, &sa, NULL) < 0)
+		return -errno;
+	clock_gettime(CLOCK_MONOTONIC, &vm->started);
+	vm->state = VM_RUNNING;
+	r = pthread_create(&vm->io_thread, NULL, io_main, vm);
+	if (r)
+		return -r;
+	r = pthread_create(&vm->vcpu_thread, NULL, vcpu_main, vm);
+	if (r) {
+		vm->stopping = 1;
+		uint64_t one = 1;
+		if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+			log_warn("vm: stop");
+		pthread_join(vm->io_thread, NULL);
+		return -r;
+	}
+	vm->threads = true;
+	return 0;
+}
+
+/* ---- the owner's view -------------------------------------------------- */
+
+int vm_event_fd(const struct vm *vm)
+{
+	return vm->event_fd;
+}
+
+bool vm_agent_ready(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->agent_ready, __ATOMIC_ACQUIRE);
+}
+
+enum vm_state vm_state(const struct vm *vm)
+{
+	if (vm->state == VM_RUNNING && vm->stopping)
+		return VM_STOPPED;
+	return vm->state;
+}
+
+enum vm_exit vm_exit_reason(const struct vm *vm)
+{
+	return vm->exit;
+}
+
+const char *vm_exit_detail(const struct vm *vm)
+{
+	return vm->detail[0] ? vm->detail : vm_exit_name(vm->exit);
+}
+
+void vm_get_stats(const struct vm *vm, struct vm_stats *st)
+{
+	*st = vm->stats;
+}
+
+void vm_resize(struct vm *vm, unsigned nr, uint16_t rows, uint16_t cols)
+{
+	vcon_resize(&vm->con, nr, rows, cols);
+}
+
+const char *vm_exit_name(enum vm_exit e)
+{
+	switch (e) {
+	case VM_EXIT_NONE: return "running";
+	case VM_EXIT_POWEROFF: return "powered off";
+	case VM_EXIT_REBOOT: return "rebooted";
+	case VM_EXIT_RESET: return "reset";
+	case VM_EXIT_STOPPED: return "stopped";
+	case VM_EXIT_ERROR: return "error";
+	}
+	return "unknown";
+}
+
+void vm_stop(struct vm *vm)
+{
+	if (!vm || !vm->threads) {
+		if (vm && vm->state == VM_RUNNING)
+			vm->state = VM_STOPPED;
+		return;
+	}
+	vm_end(vm, VM_EXIT_STOPPED, "stopped by the VMM");
+	pthread_join(vm->vcpu_thread, NULL);
+	pthread_join(vm->io_thread, NULL);
+	vm->threads = false;
+	vm->state = VM_STOPPED;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+void vm_free(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm_stop(vm);
+	vcon_destroy(&vm->con);
+	for (unsigned i = 0; i < VCON_MAX_PORTS; i++)
+		close_fd(&vm->port_fd[i]);
+	close_fd(&vm->agent_fd);
+	if (vm->run)
+		munmap(vm->run, vm->run_size);
+	if (vm->mem.host)
+		munmap(vm->mem.host, vm->mem.size);
+	close_fd(&vm->mem_fd);
+	close_fd(&vm->vcpu_fd);
+	close_fd(&vm->vm_fd);
+	close_fd(&vm->kvm_fd);
+	close_fd(&vm->stop_fd);
+	close_fd(&vm->event_fd);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}

@@ -1,0 +1,82 @@
+/* A virtual machine: KVM VM and vCPU, guest RAM in a memfd, the boot of a
+ * Linux kernel, the devices (virtio-console on virtio-mmio, optional 8250
+ * UART), a vCPU thread and an I/O thread. One VM per process. */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/pvm.h"
+
+#define VM_AGENT_PORT 1
+#define VM_AGENT_PORT_NAME "clone.agent"
+#define VM_MIN_MEMORY_MB 64
+#define VM_MAX_MEMORY_MB 3072	/* RAM stays below the 32-bit device hole */
+
+struct vm_config {
+	const char *kernel;	/* bzImage or ELF vmlinux */
+	const char *initrd;	/* may be NULL */
+	const char *cmdline;	/* appended to the VMM's own arguments */
+	unsigned memory_mb;
+	unsigned vcpus;
+	bool serial;		/* 8250 UART with console=ttyS0 */
+	int serial_fd;		/* where the UART's output goes */
+};
+
+enum vm_state { VM_CREATED, VM_RUNNING, VM_STOPPED };
+
+/* Why a VM stopped. */
+enum vm_exit {
+	VM_EXIT_NONE,
+	VM_EXIT_POWEROFF,	/* the guest powered off */
+	VM_EXIT_REBOOT,		/* the guest rebooted (after saying so) */
+	VM_EXIT_RESET,		/* reset/triple fault, no word from the agent */
+	VM_EXIT_STOPPED,	/* vm_stop() */
+	VM_EXIT_ERROR,		/* VMM or KVM error: see vm_exit_detail() */
+};
+
+struct vm_stats {
+	uint64_t exits, exits_io, exits_mmio, exits_intr, exits_other;
+	struct x86_emul_stats emul;
+	uint64_t ready_ns;	/* start to agent ready; 0 if not yet */
+};
+
+struct vm;
+
+/* Create the VM and load the guest; nothing runs yet. On failure returns
+ * -errno and a one-line reason naming the file or cause in err. */
+int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
+	      size_t errlen);
+
+/* Attach a terminal port: nr 0 is the guest's console (hvc0), others are
+ * further terminals (hvcN). Returns the host end of a socket pair the
+ * caller owns (bytes to and from the guest), or -errno. Before vm_start. */
+int vm_add_terminal(struct vm *vm, unsigned nr);
+
+/* Start the vCPU and I/O threads. 0 or -errno. */
+int vm_start(struct vm *vm);
+
+/* An eventfd that becomes readable whenever the VM's state changes (the
+ * agent is ready, the VM stopped). Owned by the VM. */
+int vm_event_fd(const struct vm *vm);
+bool vm_agent_ready(const struct vm *vm);
+enum vm_state vm_state(const struct vm *vm);
+enum vm_exit vm_exit_reason(const struct vm *vm);
+/* One line saying why the VM stopped, e.g. "guest powered off". */
+const char *vm_exit_detail(const struct vm *vm);
+void vm_get_stats(const struct vm *vm, struct vm_stats *st);
+
+/* Resize terminal port nr. */
+void vm_resize(struct vm *vm, unsigned nr, uint16_t rows, uint16_t cols);
+
+/* Stop the VM (if running), join its threads. Idempotent. */
+void vm_stop(struct vm *vm);
+/* Stop and free everything. Accepts NULL. */
+void vm_free(struct vm *vm);
+
+/* A readable name for an exit reason. */
+const char *vm_exit_name(enum vm_exit e);
+
+#endif
