@@ -79,7 +79,9 @@ static void send_ctrl(struct vcon *c, uint32_t id, uint16_t event,
 static void send_resize(struct vcon *c, unsigned nr)
 {
 	const struct vcon_port *p = &c->port[nr];
-	uint16_t size[2] = { p->rows, p->cols };	/* rows first */
+	/* Linux reads cols then rows (drivers/char/virtio_console.c),
+	 * whatever the order in the spec's prose. */
+	uint16_t size[2] = { p->cols, p->rows };
 
 	if (p->rows && p->cols)
 		send_ctrl(c, nr, VIRTIO_CONSOLE_RESIZE, 0, size, sizeof(size));
@@ -224,6 +226,16 @@ static int chain_iov(const struct virtq_chain *ch, bool write, uint32_t off,
 	return n;
 }
 
+/* Wake the I/O thread: the vCPU saw a notify, or a port stopped on its
+ * budget with work left that no fd will announce. */
+static void kick(struct vcon *c)
+{
+	uint64_t one = 1;
+
+	if (write(c->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("virtio-console: kick");
+}
+
 /* Guest to host: write the port's transmit buffers to out_fd. */
 static void port_tx(struct vcon *c, unsigned nr)
 {
@@ -275,6 +287,8 @@ static void port_tx(struct vcon *c, unsigned nr)
 		p->tx_busy = false;
 		c->pending_irq = 1;
 	}
+	if (!budget)
+		kick(c);
 }
 
 /* Host to guest: read in_fd straight into the guest's receive buffers. */
@@ -329,6 +343,8 @@ static void port_rx(struct vcon *c, unsigned nr)
 		c->pending_irq = 1;
 		budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
 	}
+	if (!budget)
+		kick(c);
 }
 
 void vcon_process(struct vcon *c)
@@ -344,7 +360,8 @@ void vcon_process(struct vcon *c)
 			if (!c->port[i].used || !virtio_mmio_live(&c->t))
 				continue;
 			port_tx(c, i);
-			port_rx(c, i);
+			if (virtio_mmio_live(&c->t))
+				port_rx(c, i);
 		}
 		if (virtio_mmio_live(&c->t))
 			flush_ctrl(c);
@@ -391,12 +408,8 @@ static void vcon_config_read(struct virtio_mmio *t, uint32_t off, void *data,
 
 static void vcon_notify(struct virtio_mmio *t, unsigned q)
 {
-	struct vcon *c = t->dev;
-	uint64_t one = 1;
-
 	(void)q;
-	if (write(c->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("virtio-console: kick");
+	kick(t->dev);
 }
 
 static void vcon_reset(struct virtio_mmio *t)
@@ -479,6 +492,21 @@ int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,
 	return 0;
 }
 
+/* Lock held. */
+static void push_size(struct vcon *c, unsigned nr)
+{
+	struct vcon_port *p = &c->port[nr];
+
+	if (p->used && p->console && p->guest_ready &&
+	    virtio_mmio_live(&c->t)) {
+		send_resize(c, nr);
+		flush_ctrl(c);
+		if (c->pending_irq)
+			virtio_mmio_interrupt(&c->t, VIRTIO_INT_VRING);
+		c->pending_irq = 0;
+	}
+}
+
 void vcon_resize(struct vcon *c, unsigned nr, uint16_t rows, uint16_t cols)
 {
 	struct vcon_port *p;
@@ -493,13 +521,8 @@ void vcon_resize(struct vcon *c, unsigned nr, uint16_t rows, uint16_t cols)
 		c->cfg_rows = rows;
 		c->cfg_cols = cols;
 	}
-	if (p->used && p->console && p->guest_ready &&
-	    virtio_mmio_live(&c->t)) {
-		send_resize(c, nr);
-		flush_ctrl(c);
-		if (c->pending_irq)
-			virtio_mmio_interrupt(&c->t, VIRTIO_INT_VRING);
-		c->pending_irq = 0;
-	}
+	push_size(c, nr);
 	pthread_mutex_unlock(&c->t.lock);
 }
+
+

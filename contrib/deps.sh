@@ -1,0 +1,36 @@
+#!/bin/sh
+# `make deps`: install the Debian packages Clone needs to build, to build
+# its guest image, and to run its tests and benchmarks. Only what is
+# missing; quiet when there is nothing to do.
+set -eu
+
+pkgs="
+build-essential pkg-config
+libsodium-dev libinih-dev libssh-dev libseccomp-dev libcmocka-dev
+linux-libc-dev
+linux-source-6.1 busybox-static flex bison bc libelf-dev libssl-dev
+cpio xz-utils patch
+python3 openssh-client putty-tools dropbear-bin util-linux
+qemu-system-x86
+"
+
+missing=
+for p in $pkgs; do
+	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+		grep -q '^install ok installed$'; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing:$missing (run 'make deps' as root)" >&2
+	exit 1
+fi
+echo "deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# shellcheck disable=SC2086
+if ! apt-get install -y -q --no-install-recommends $missing >/dev/null; then
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi
