@@ -1,6 +1,7 @@
 #include "console/agent_proto.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 void agent_dec_init(struct agent_dec *d)
@@ -77,4 +78,198 @@ int agent_encode(uint8_t type, const void *payload, size_t len, uint8_t *out,
 	if (len)
 		memcpy(out + AGENT_HDR_LEN, payload, len);
 	return (int)(AGENT_HDR_LEN + len);
+}
+
+int agent_valid_user(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len > 32 || !((n[0] >= 'a' && n[0] <= 'z') ||
+				      n[0] == '_'))
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if (!((n[i] >= 'a' && n[i] <= 'z') ||
+		      (n[i] >= '0' && n[i] <= '9') || n[i] == '_' ||
+		      n[i] == '-'))
+			return 0;
+	return 1;
+}
+
+static bool valid_hostname(const char *h)
+{
+	size_t len = strlen(h);
+
+	if (len == 0 || len > 63 || h[0] == '-' || h[0] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((h[i] >= 'a' && h[i] <= 'z') ||
+		      (h[i] >= 'A' && h[i] <= 'Z') ||
+		      (h[i] >= '0' && h[i] <= '9') || h[i] == '-' ||
+		      h[i] == '.'))
+			return false;
+	return true;
+}
+
+static bool valid_home(const char *p)
+{
+	size_t len = strlen(p);
+
+	if (len == 0 || len > 127 || p[0] != '/' || strstr(p, ".."))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((p[i] >= 'a' && p[i] <= 'z') ||
+		      (p[i] >= 'A' && p[i] <= 'Z') ||
+		      (p[i] >= '0' && p[i] <= '9') || p[i] == '_' ||
+		      p[i] == '-' || p[i] == '.' || p[i] == '/'))
+			return false;
+	return true;
+}
+
+static bool valid_machine_id(const char *m)
+{
+	if (strlen(m) != 32)
+		return false;
+	for (size_t i = 0; i < 32; i++)
+		if (!((m[i] >= '0' && m[i] <= '9') || (m[i] >= 'a' && m[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static bool valid_identity(const struct agent_identity *id)
+{
+	return id->entropy_len >= AGENT_ENTROPY_MIN &&
+	       id->entropy_len <= AGENT_ENTROPY_MAX &&
+	       id->nsec < 1000000000U && valid_hostname(id->hostname) &&
+	       agent_valid_user(id->user) &&
+	       (id->uid == 0 || (id->uid >= 1000 && id->uid <= 60000)) &&
+	       valid_home(id->home) && valid_machine_id(id->machine_id);
+}
+
+static int put(uint8_t *out, size_t outlen, size_t *off, uint8_t tag,
+	       const void *v, size_t len)
+{
+	if (len > UINT16_MAX || outlen - *off < 3 + len)
+		return -EMSGSIZE;
+	out[*off] = tag;
+	out[*off + 1] = (uint8_t)(len & 0xff);
+	out[*off + 2] = (uint8_t)(len >> 8);
+	memcpy(out + *off + 3, v, len);
+	*off += 3 + len;
+	return 0;
+}
+
+static void le_put(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t le_get(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+int agent_identity_encode(const struct agent_identity *id, uint8_t *out,
+			  size_t outlen)
+{
+	uint8_t t[12], u[4];
+	size_t off = 0;
+	int r = 0;
+
+	if (!valid_identity(id))
+		return -EINVAL;
+	le_put(t, id->sec, 8);
+	le_put(t + 8, id->nsec, 4);
+	le_put(u, id->uid, 4);
+	r |= put(out, outlen, &off, AGENT_ID_ENTROPY, id->entropy,
+		 id->entropy_len);
+	r |= put(out, outlen, &off, AGENT_ID_TIME, t, sizeof(t));
+	r |= put(out, outlen, &off, AGENT_ID_HOSTNAME, id->hostname,
+		 strlen(id->hostname));
+	r |= put(out, outlen, &off, AGENT_ID_USER, id->user, strlen(id->user));
+	r |= put(out, outlen, &off, AGENT_ID_UID, u, sizeof(u));
+	r |= put(out, outlen, &off, AGENT_ID_HOME, id->home, strlen(id->home));
+	r |= put(out, outlen, &off, AGENT_ID_MACHINE_ID, id->machine_id,
+		 strlen(id->machine_id));
+	return r ? -EMSGSIZE : (int)off;
+}
+
+/* Copy a string field: no NUL inside, shorter than cap. */
+static int get_str(char *dst, size_t cap, const uint8_t *v, size_t len)
+{
+	if (len >= cap || memchr(v, 0, len))
+		return -EINVAL;
+	memcpy(dst, v, len);
+	dst[len] = 0;
+	return 0;
+}
+
+int agent_identity_decode(const uint8_t *p, size_t len,
+			  struct agent_identity *id)
+{
+	unsigned seen = 0;
+	size_t off = 0;
+
+	memset(id, 0, sizeof(*id));
+	while (off < len) {
+		uint8_t tag;
+		size_t l;
+		const uint8_t *v;
+		int r = 0;
+
+		if (len - off < 3)
+			return -EBADMSG;
+		tag = p[off];
+		l = (size_t)p[off + 1] | (size_t)p[off + 2] << 8;
+		v = p + off + 3;
+		if (len - off - 3 < l)
+			return -EBADMSG;
+		if (tag == 0 || tag >= AGENT_ID_MAX || (seen & 1U << tag))
+			return -EBADMSG;
+		seen |= 1U << tag;
+		switch ((enum agent_id_tag)tag) {
+		case AGENT_ID_ENTROPY:
+			if (l < AGENT_ENTROPY_MIN || l > AGENT_ENTROPY_MAX)
+				return -EINVAL;
+			memcpy(id->entropy, v, l);
+			id->entropy_len = l;
+			break;
+		case AGENT_ID_TIME:
+			if (l != 12)
+				return -EINVAL;
+			id->sec = le_get(v, 8);
+			id->nsec = (uint32_t)le_get(v + 8, 4);
+			break;
+		case AGENT_ID_HOSTNAME:
+			r = get_str(id->hostname, sizeof(id->hostname), v, l);
+			break;
+		case AGENT_ID_USER:
+			r = get_str(id->user, sizeof(id->user), v, l);
+			break;
+		case AGENT_ID_UID:
+			if (l != 4)
+				return -EINVAL;
+			id->uid = (uint32_t)le_get(v, 4);
+			break;
+		case AGENT_ID_HOME:
+			r = get_str(id->home, sizeof(id->home), v, l);
+			break;
+		case AGENT_ID_MACHINE_ID:
+			r = get_str(id->machine_id, sizeof(id->machine_id), v,
+				    l);
+			break;
+		case AGENT_ID_MAX:
+			return -EBADMSG;
+		}
+		if (r < 0)
+			return r;
+		off += 3 + l;
+	}
+	if (seen != ((1U << AGENT_ID_MAX) - 2))
+		return -EBADMSG;
+	return valid_identity(id) ? 0 : -EINVAL;
 }

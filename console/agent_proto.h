@@ -20,6 +20,8 @@ enum agent_msg_type {
 	AGENT_MSG_READY = 1,	/* guest: up, shell started; payload: agent version text */
 	AGENT_MSG_POWER = 2,	/* guest: going down; payload: 1 byte, AGENT_POWER_* */
 	AGENT_MSG_LOG = 3,	/* guest: a line for the VMM's log; payload: text */
+	AGENT_MSG_IDENTITY = 4,	/* host: who this clone is; payload: identity TLVs */
+	AGENT_MSG_ACK = 5,	/* guest: identity applied; payload: u8 0 = ok, then text */
 	AGENT_MSG_MAX
 };
 
@@ -53,5 +55,47 @@ int agent_decode(struct agent_dec *d, const uint8_t *in, size_t len,
  * long, or out too small), or -EBADMSG (type out of range). */
 int agent_encode(uint8_t type, const void *payload, size_t len, uint8_t *out,
 		 size_t outlen);
+
+/* The identity a clone gets before any user process runs: fresh entropy,
+ * the wall-clock time, and who it is. Encoded as TLVs (u8 tag, u16 length
+ * LE, value), each tag exactly once. */
+enum agent_id_tag {
+	AGENT_ID_ENTROPY = 1,	/* AGENT_ENTROPY_MIN..AGENT_ENTROPY_MAX bytes */
+	AGENT_ID_TIME = 2,	/* u64 seconds, u32 nanoseconds (LE) */
+	AGENT_ID_HOSTNAME = 3,	/* [A-Za-z0-9.-], 1..63 */
+	AGENT_ID_USER = 4,	/* ^[a-z_][a-z0-9_-]{0,31}$ */
+	AGENT_ID_UID = 5,	/* u32, 0 or 1000..60000 */
+	AGENT_ID_HOME = 6,	/* absolute path, [A-Za-z0-9._/-], no "..", 1..127 */
+	AGENT_ID_MACHINE_ID = 7,	/* 32 lower-case hex digits */
+	AGENT_ID_MAX
+};
+
+#define AGENT_ENTROPY_MIN 32
+#define AGENT_ENTROPY_MAX 256
+
+struct agent_identity {
+	uint8_t entropy[AGENT_ENTROPY_MAX];
+	size_t entropy_len;
+	uint64_t sec;
+	uint32_t nsec;
+	char hostname[64];
+	char user[33];
+	uint32_t uid;
+	char home[128];
+	char machine_id[33];
+};
+
+/* Encode id as an IDENTITY payload into out. Returns the length, or
+ * -EINVAL if a field is not valid (the same checks as decoding), or
+ * -EMSGSIZE if out is too small. */
+int agent_identity_encode(const struct agent_identity *id, uint8_t *out,
+			  size_t outlen);
+/* Decode and check an IDENTITY payload. 0, or -EBADMSG (malformed: a
+ * truncated field, an unknown or repeated tag, a missing field) or
+ * -EINVAL (a field out of its allowed form). */
+int agent_identity_decode(const uint8_t *p, size_t len,
+			  struct agent_identity *id);
+/* Whether name is a valid user name: ^[a-z_][a-z0-9_-]{0,31}$ */
+int agent_valid_user(const char *name);
 
 #endif

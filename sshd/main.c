@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "common/log.h"
 #include "vmm/cli.h"
 
@@ -15,6 +17,10 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	log_init("clone", LOG_INFO);
+	if (sodium_init() < 0) {
+		fprintf(stderr, "clone: libsodium failed to initialise\n");
+		return 1;
+	}
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "common/log.h"
 #include "config/config.h"
 #include "console/term.h"
@@ -129,6 +131,14 @@ int vmm_cmd_boot(int argc, char **argv)
 	if (sfd < 0) {
 		log_warn("signalfd");
 		goto out;
+	}
+	{
+		struct agent_identity id;
+
+		/* A booted image is the operator's: root on the console. */
+		if (vm_identity_make(&id, "root", 0, "/root", "clone") == 0)
+			vm_set_identity(vm, &id);
+		sodium_memzero(&id, sizeof(id));
 	}
 	r = vm_start(vm);
 	if (r < 0) {

@@ -17,8 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "common/log.h"
-#include "console/agent_proto.h"
 #include "vmm/boot.h"
 #include "vmm/uart.h"
 #include "vmm/virtio_console.h"
@@ -57,6 +58,8 @@ struct vm {
 	enum vm_exit exit;
 	char detail[256];
 	bool agent_ready;
+	bool have_identity, identity_sent, identity_acked;
+	struct agent_identity identity;
 	int power_intent;		/* -1, or AGENT_POWER_* the agent announced */
 	struct vm_stats stats;
 	struct timespec started;
@@ -703,6 +706,35 @@ static void *vcpu_main(void *arg)
 
 /* ---- the I/O thread ---------------------------------------------------- */
 
+static uint64_t since_start(const struct vm *vm)
+{
+	return now_ns() - ((uint64_t)vm->started.tv_sec * 1000000000ULL +
+			   (uint64_t)vm->started.tv_nsec);
+}
+
+/* Lock held. Send the identity if we have one and the agent is ready. */
+static void send_identity(struct vm *vm)
+{
+	uint8_t frame[AGENT_HDR_LEN + AGENT_MAX_PAYLOAD];
+	uint8_t payload[AGENT_MAX_PAYLOAD];
+	int n;
+
+	if (!vm->have_identity || vm->identity_sent || !vm->agent_ready ||
+	    vm->agent_fd < 0)
+		return;
+	n = agent_identity_encode(&vm->identity, payload, sizeof(payload));
+	if (n >= 0)
+		n = agent_encode(AGENT_MSG_IDENTITY, payload, (size_t)n, frame,
+				 sizeof(frame));
+	sodium_memzero(payload, sizeof(payload));
+	sodium_memzero(&vm->identity, sizeof(vm->identity));
+	vm->identity_sent = true;
+	/* One small frame into an empty socket buffer: it fits. */
+	if (n < 0 || send(vm->agent_fd, frame, (size_t)n, MSG_NOSIGNAL) != n)
+		log_warnx("agent: could not send the identity");
+	sodium_memzero(frame, sizeof(frame));
+}
+
 static void agent_message(struct vm *vm, const struct agent_msg *m)
 {
 	switch ((enum agent_msg_type)m->type) {
@@ -710,10 +742,9 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 		pthread_mutex_lock(&vm->lock);
 		if (!vm->agent_ready) {
 			vm->agent_ready = true;
-			vm->stats.ready_ns = now_ns() -
-				((uint64_t)vm->started.tv_sec * 1000000000ULL +
-				 (uint64_t)vm->started.tv_nsec);
+			vm->stats.ready_ns = since_start(vm);
 		}
+		send_identity(vm);
 		pthread_mutex_unlock(&vm->lock);
 		log_info("guest agent ready (%.*s) %.1f s after start",
 			 (int)(m->len > 64 ? 64 : m->len), m->payload,
@@ -729,6 +760,23 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 		if (m->payload[0] == AGENT_POWER_OFF)
 			vm_end(vm, VM_EXIT_POWEROFF, "guest powered off");
 		return;
+	case AGENT_MSG_ACK:
+		if (m->len < 1 || m->payload[0] != 0) {
+			log_warnx("agent refused the identity: %.*s",
+				  m->len > 1 ? (int)(m->len > 200 ? 199 :
+						     m->len - 1) : 0,
+				  m->payload + 1);
+			return;
+		}
+		pthread_mutex_lock(&vm->lock);
+		vm->identity_acked = true;
+		vm->stats.ack_ns = since_start(vm);
+		pthread_mutex_unlock(&vm->lock);
+		log_info("guest identity applied %.1f ms after start",
+			 (double)vm->stats.ack_ns / 1e6);
+		notify_owner(vm);
+		return;
+	case AGENT_MSG_IDENTITY:
 	case AGENT_MSG_LOG:
 		log_info("guest: %.*s", (int)(m->len > 200 ? 200 : m->len),
 			 m->payload);
@@ -867,6 +915,56 @@ void vm_get_stats(const struct vm *vm, struct vm_stats *st)
 	*st = vm->stats;
 }
 
+int vm_identity_make(struct agent_identity *id, const char *user,
+		     uint32_t uid, const char *home, const char *hostname)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t mid[16];
+	struct timespec ts;
+	uint8_t probe[AGENT_MAX_PAYLOAD];
+
+	memset(id, 0, sizeof(*id));
+	randombytes_buf(id->entropy, 64);
+	id->entropy_len = 64;
+	randombytes_buf(mid, sizeof(mid));
+	for (unsigned i = 0; i < sizeof(mid); i++) {
+		id->machine_id[2 * i] = hex[mid[i] >> 4];
+		id->machine_id[2 * i + 1] = hex[mid[i] & 15];
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	id->sec = (uint64_t)ts.tv_sec;
+	id->nsec = (uint32_t)ts.tv_nsec;
+	snprintf(id->user, sizeof(id->user), "%s", user);
+	snprintf(id->home, sizeof(id->home), "%s", home);
+	snprintf(id->hostname, sizeof(id->hostname), "%s", hostname);
+	id->uid = uid;
+	/* The same checks the agent makes, here where they can be reported. */
+	if (agent_identity_encode(id, probe, sizeof(probe)) < 0) {
+		sodium_memzero(id, sizeof(*id));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vm_set_identity(struct vm *vm, const struct agent_identity *id)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->have_identity) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	vm->identity = *id;
+	vm->have_identity = true;
+	send_identity(vm);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+bool vm_identity_acked(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->identity_acked, __ATOMIC_ACQUIRE);
+}
+
 void vm_resize(struct vm *vm, unsigned nr, uint16_t rows, uint16_t cols)
 {
 	vcon_resize(&vm->con, nr, rows, cols);
@@ -926,5 +1024,6 @@ void vm_free(struct vm *vm)
 	close_fd(&vm->stop_fd);
 	close_fd(&vm->event_fd);
 	pthread_mutex_destroy(&vm->lock);
+	sodium_memzero(&vm->identity, sizeof(vm->identity));
 	free(vm);
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "console/agent_proto.h"
 #include "vmm/pvm.h"
 
 #define VM_AGENT_PORT 1
@@ -41,6 +42,7 @@ struct vm_stats {
 	uint64_t exits, exits_io, exits_mmio, exits_intr, exits_other;
 	struct x86_emul_stats emul;
 	uint64_t ready_ns;	/* start to agent ready; 0 if not yet */
+	uint64_t ack_ns;	/* start to identity acknowledged; 0 if not yet */
 };
 
 struct vm;
@@ -67,6 +69,19 @@ enum vm_exit vm_exit_reason(const struct vm *vm);
 /* One line saying why the VM stopped, e.g. "guest powered off". */
 const char *vm_exit_detail(const struct vm *vm);
 void vm_get_stats(const struct vm *vm, struct vm_stats *st);
+
+/* Fill id for a new clone: fresh entropy and machine id (libsodium), the
+ * wall-clock time now, and the given user, uid, home and hostname.
+ * 0 or -EINVAL (a field the agent would refuse). */
+int vm_identity_make(struct agent_identity *id, const char *user,
+		     uint32_t uid, const char *home, const char *hostname);
+
+/* The identity the agent gets: sent as soon as the agent is ready (at
+ * once if it already is). The VM keeps a copy and wipes it once sent. */
+int vm_set_identity(struct vm *vm, const struct agent_identity *id);
+/* Whether the agent acknowledged the identity (then the user's shell is
+ * starting on the console). */
+bool vm_identity_acked(const struct vm *vm);
 
 /* Resize terminal port nr. */
 void vm_resize(struct vm *vm, unsigned nr, uint16_t rows, uint16_t cols);

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <linux/random.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -136,6 +138,8 @@ static int wait_for(const char *path)
 	return -1;
 }
 
+static struct agent_identity ident;	/* who we are, once told */
+
 static pid_t start_shell(void)
 {
 	pid_t pid = fork();
@@ -151,19 +155,137 @@ static pid_t start_shell(void)
 	if (fd < 0)
 		_exit(127);
 	ioctl(fd, TIOCSCTTY, 1);
+	fchown(fd, ident.uid, ident.uid);
 	dup2(fd, 0);
 	dup2(fd, 1);
 	dup2(fd, 2);
 	if (fd > 2)
 		close(fd);
-	if (chdir("/root") < 0)
+	if (setgroups(0, NULL) < 0 || setgid(ident.uid) < 0 ||
+	    setuid(ident.uid) < 0)
+		_exit(126);
+	if (chdir(ident.home) < 0 && chdir("/") < 0)
 		_exit(127);
-	char *const envp[] = { "HOME=/root", "TERM=linux", "USER=root",
-			       "LOGNAME=root", "SHELL=/bin/sh",
+	char home[160], user[48], logname[48];
+	snprintf(home, sizeof(home), "HOME=%s", ident.home);
+	snprintf(user, sizeof(user), "USER=%s", ident.user);
+	snprintf(logname, sizeof(logname), "LOGNAME=%s", ident.user);
+	char *const envp[] = { home, user, logname, "TERM=linux",
+			       "SHELL=/bin/sh",
 			       "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 			       NULL };
 	execle("/bin/sh", "-sh", (char *)NULL, envp);
 	_exit(127);
+}
+
+static int append_line(const char *path, const char *line)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, line, strlen(line));
+	close(fd);
+	return n == (ssize_t)strlen(line) ? 0 : -1;
+}
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* Whether /etc/passwd has an entry for name. */
+static bool user_exists(const char *name)
+{
+	char buf[8192], key[40];
+	int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	snprintf(key, sizeof(key), "%s:", name);
+	for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, key, strlen(key)) == 0)
+			return true;
+	return false;
+}
+
+/* Make this clone unique and its user's: entropy first, so that nothing
+ * after it draws on the template's random state. */
+static int apply_identity(const struct agent_identity *id, const char **why)
+{
+	struct {
+		int entropy_count;
+		int buf_size;
+		uint8_t buf[AGENT_ENTROPY_MAX];
+	} pool;
+	struct timespec ts = { .tv_sec = (time_t)id->sec,
+			       .tv_nsec = (long)id->nsec };
+	char line[256];
+	int fd;
+
+	fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+	pool.entropy_count = (int)id->entropy_len * 8;
+	pool.buf_size = (int)id->entropy_len;
+	memcpy(pool.buf, id->entropy, id->entropy_len);
+	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool) < 0 ||
+	    ioctl(fd, RNDRESEEDCRNG) < 0) {
+		*why = "reseeding the kernel RNG failed";
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	explicit_bzero(&pool, sizeof(pool));
+	if (clock_settime(CLOCK_REALTIME, &ts) < 0) {
+		*why = "setting the clock failed";
+		return -1;
+	}
+	snprintf(line, sizeof(line), "%s\n", id->hostname);
+	if (sethostname(id->hostname, strlen(id->hostname)) < 0 ||
+	    write_file("/etc/hostname", line) < 0) {
+		*why = "setting the hostname failed";
+		return -1;
+	}
+	snprintf(line, sizeof(line), "%s\n", id->machine_id);
+	if (write_file("/etc/machine-id", line) < 0) {
+		*why = "writing /etc/machine-id failed";
+		return -1;
+	}
+	if (id->uid == 0 ? strcmp(id->user, "root") != 0 : false) {
+		*why = "uid 0 is root only";
+		return -1;
+	}
+	if (id->uid != 0 && !user_exists(id->user)) {
+		snprintf(line, sizeof(line), "%s:x:%u:%u::%s:/bin/sh\n",
+			 id->user, id->uid, id->uid, id->home);
+		if (append_line("/etc/passwd", line) < 0) {
+			*why = "adding the user failed";
+			return -1;
+		}
+		snprintf(line, sizeof(line), "%s:x:%u:\n", id->user, id->uid);
+		append_line("/etc/group", line);
+		mkdir("/home", 0755);
+		if ((mkdir(id->home, 0755) < 0 && errno != EEXIST) ||
+		    chown(id->home, id->uid, id->uid) < 0) {
+			*why = "creating the home directory failed";
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int send_msg(int fd, uint8_t type, const void *payload, size_t len)
@@ -206,6 +328,57 @@ static void power(int port, int how)
 		pause();
 }
 
+static struct agent_msg msg;
+
+/* Messages from the VMM. Returns false once the port is at EOF or the
+ * stream is broken (we stop listening; the shell carries on). */
+static bool host_input(int port, struct agent_dec *dec, pid_t *shell,
+		       time_t *last_start)
+{
+	uint8_t buf[4096];
+	ssize_t n = read(port, buf, sizeof(buf));
+	size_t off = 0, used;
+
+	if (n == 0)
+		return false;
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	while (off < (size_t)n) {
+		int r = agent_decode(dec, buf + off, (size_t)n - off, &used,
+				     &msg);
+		const char *why = "";
+		uint8_t ack[128];
+
+		off += used;
+		if (r < 0) {
+			say("protocol error from the host: %s", strerror(-r));
+			return false;
+		}
+		if (r == 0)
+			break;
+		if (msg.type != AGENT_MSG_IDENTITY || *shell > 0) {
+			say("unexpected message %u", msg.type);
+			continue;
+		}
+		if (agent_identity_decode(msg.payload, msg.len, &ident) < 0) {
+			why = "malformed identity";
+			r = -1;
+		} else {
+			r = apply_identity(&ident, &why);
+		}
+		ack[0] = r < 0;
+		memcpy(ack + 1, why, strlen(why));
+		send_msg(port, AGENT_MSG_ACK, ack, 1 + strlen(why));
+		if (r < 0) {
+			say("identity refused: %s", why);
+			continue;
+		}
+		*shell = start_shell();
+		*last_start = time(NULL);
+	}
+	return true;
+}
+
 int main(void)
 {
 	sigset_t sigs;
@@ -213,6 +386,7 @@ int main(void)
 	pid_t shell = -1;
 	time_t last_start = 0;
 	bool port_open;
+	struct agent_dec dec;
 
 	if (getpid() != 1) {
 		fprintf(stderr, "clone-agent: must run as PID 1\n");
@@ -233,15 +407,12 @@ int main(void)
 	port = open_agent_port();
 	if (port < 0)
 		say("agent port %s not found", PORT_NAME);
-	if (wait_for(TERMINAL) == 0) {
-		shell = start_shell();
-		last_start = time(NULL);
-	} else {
+	if (wait_for(TERMINAL) < 0)
 		say("%s not found", TERMINAL);
-	}
+	/* Ready: a template is snapshotted here, waiting for its identity. */
 	send_msg(port, AGENT_MSG_READY, AGENT_VERSION, strlen(AGENT_VERSION));
-	say("ready");
 	port_open = port >= 0;
+	agent_dec_init(&dec);
 
 	for (;;) {
 		struct pollfd p[2] = {
@@ -251,14 +422,8 @@ int main(void)
 
 		if (poll(p, 2, -1) < 0)
 			continue;
-		if (p[1].revents & (POLLIN | POLLHUP)) {
-			uint8_t buf[512];
-
-			/* Nothing to act on from the host yet; drain it. At
-			 * EOF the host end is closed: stop listening. */
-			if (read(port, buf, sizeof(buf)) == 0)
-				port_open = false;
-		}
+		if (p[1].revents & (POLLIN | POLLHUP))
+			port_open = host_input(port, &dec, &shell, &last_start);
 		if (!(p[0].revents & POLLIN))
 			continue;
 		struct signalfd_siginfo si;
