@@ -87,7 +87,7 @@ static int load_bzimage(const struct gmem *m, const uint8_t *buf, size_t len,
 	uint64_t load, need;
 	uint8_t *dst;
 
-	if (len < 0x264)
+	if (len < SETUP_HDR_OFF + sizeof(h))
 		return bad(err, errlen, "bzImage header truncated");
 	memcpy(&h, buf + SETUP_HDR_OFF, sizeof(h));
 	if (h.header != HDRS_MAGIC)

@@ -60,7 +60,6 @@ enum virtq_err virtq_enable(struct virtq *q, const struct gmem *m)
 	    !gmem_ptr(m, q->used_gpa, USED_BYTES(q->size)))
 		return VIRTQ_E_RING_ADDR;
 	q->ready = true;
-	q->broken = false;
 	return VIRTQ_OK;
 }
 
