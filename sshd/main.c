@@ -10,8 +10,12 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: clone COMMAND [ARGS]\n"
-		   "  boot [-c clone.ini] [--serial]   boot the template "
-		   "image on this terminal\n");
+		   "  boot [-c clone.ini] [--serial]   boot the guest image "
+		   "on this terminal\n"
+		   "  template [-c clone.ini]          build the warm template "
+		   "snapshot\n"
+		   "  run [-c clone.ini] [-u USER]     a clone of the template "
+		   "on this terminal\n");
 }
 
 int main(int argc, char **argv)
@@ -27,6 +31,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "boot") == 0)
 		return vmm_cmd_boot(argc - 1, argv + 1);
+	if (strcmp(argv[1], "template") == 0)
+		return vmm_cmd_template(argc - 1, argv + 1);
+	if (strcmp(argv[1], "run") == 0)
+		return vmm_cmd_run(argc - 1, argv + 1);
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(stdout);
 		return 0;

@@ -4,5 +4,9 @@
 
 /* `clone boot [-c FILE] [--serial] [-v]`. Returns the exit status. */
 int vmm_cmd_boot(int argc, char **argv);
+/* `clone template [-c FILE]`: build or check the template; prints its dir. */
+int vmm_cmd_template(int argc, char **argv);
+/* `clone run [-c FILE] [-u USER] [--uid N]`: a clone on this terminal. */
+int vmm_cmd_run(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "console/term.h"
+#include "vmm/template.h"
 #include "vmm/vm.h"
 
 static int write_all(int fd, const uint8_t *buf, size_t len)
@@ -36,9 +37,14 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: clone boot [-c clone.ini] [--serial] [-v]\n"
-			"Boots the template image with its console on this "
-			"terminal; Ctrl-] ends it.\n");
+	fprintf(stderr,
+		"usage: clone boot [-c clone.ini] [--serial] [-v]\n"
+		"       clone template [-c clone.ini] [-v]\n"
+		"       clone run [-c clone.ini] [-u USER] [--uid N] [-v]\n"
+		"boot: cold-boot the guest image with its console here.\n"
+		"template: build (or check) the warm template snapshot.\n"
+		"run: a copy-on-write clone of the template for USER.\n"
+		"Ctrl-] ends a console session.\n");
 }
 
 static void print_stats(struct vm *vm)
@@ -58,68 +64,15 @@ static void print_stats(struct vm *vm)
 		 (unsigned long long)st.emul.clac_stac);
 }
 
-int vmm_cmd_boot(int argc, char **argv)
+/* The VM's terminal port 0 on our stdin/stdout until the VM ends, the
+ * escape key, or a signal. Returns the exit status. */
+static int console_session(struct vm *vm, int tfd)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "serial", no_argument, NULL, 's' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *cfg_path = NULL;
-	bool serial = false, in_open = true, escaped = false;
+	bool in_open = true, escaped = false;
 	struct console_term term = { .fd = -1 };
-	struct cfg cfg = { 0 };
-	struct vm *vm = NULL;
-	struct vm_config vc;
-	char err[CFG_ERRLEN];
 	sigset_t sigs;
-	int c, r, tfd = -1, sfd = -1, status = 1;
+	int sfd, status;
 	uint16_t rows, cols;
-
-	while ((c = getopt_long(argc, argv, "c:svh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c': cfg_path = optarg; break;
-		case 's': serial = true; break;
-		case 'v': log_init("clone", LOG_DEBUG); break;
-		case 'h': usage(); return 0;
-		default: usage(); return 2;
-		}
-	}
-	if (optind != argc) {
-		usage();
-		return 2;
-	}
-	r = cfg_path ? cfg_load(&cfg, cfg_path, err, sizeof(err))
-		     : cfg_defaults(&cfg);
-	if (r < 0) {
-		if (!cfg_path)
-			snprintf(err, sizeof(err), "out of memory");
-		log_warnx("%s", err);
-		return 1;
-	}
-	vc = (struct vm_config){
-		.kernel = cfg.template.kernel,
-		.initrd = cfg.template.initrd,
-		.cmdline = cfg.template.cmdline,
-		.memory_mb = cfg.template.memory_mb,
-		.vcpus = cfg.template.vcpus,
-		.serial = serial || cfg.template.serial,
-		.serial_fd = STDERR_FILENO,
-	};
-	r = vm_create(&vc, &vm, err, sizeof(err));
-	if (r < 0) {
-		log_warnx("%s", err);
-		goto out;
-	}
-	tfd = vm_add_terminal(vm, 0);
-	if (tfd < 0) {
-		log_warnx("terminal port: %s", strerror(-tfd));
-		goto out;
-	}
-	if (console_size(STDIN_FILENO, &rows, &cols) == 0)
-		vm_resize(vm, 0, rows, cols);
 
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGWINCH);
@@ -130,23 +83,8 @@ int vmm_cmd_boot(int argc, char **argv)
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0) {
 		log_warn("signalfd");
-		goto out;
+		return 1;
 	}
-	{
-		struct agent_identity id;
-
-		/* A booted image is the operator's: root on the console. */
-		if (vm_identity_make(&id, "root", 0, "/root", "clone") == 0)
-			vm_set_identity(vm, &id);
-		sodium_memzero(&id, sizeof(id));
-	}
-	r = vm_start(vm);
-	if (r < 0) {
-		log_warnx("starting the VM: %s", strerror(-r));
-		goto out;
-	}
-	log_info("booting %s (%u MiB); Ctrl-] ends the session",
-		 cfg.template.kernel, cfg.template.memory_mb);
 	console_raw(&term, STDIN_FILENO);
 
 	while (vm_state(vm) == VM_RUNNING) {
@@ -214,6 +152,7 @@ int vmm_cmd_boot(int argc, char **argv)
 	}
 	vm_stop(vm);
 	console_restore(&term);
+	close(sfd);
 	/* What the guest wrote last may still be in the socket. */
 	for (;;) {
 		uint8_t buf[4096];
@@ -232,13 +171,207 @@ int vmm_cmd_boot(int argc, char **argv)
 	}
 	if (log_level() >= LOG_DEBUG || getenv("CLONE_STATS"))
 		print_stats(vm);
+	return status;
+}
+
+struct cli_opts {
+	const char *cfg_path;
+	const char *user;
+	unsigned uid;
+	bool serial;
+};
+
+/* Options shared by the subcommands; -1 on a usage error. */
+static int parse_opts(int argc, char **argv, struct cli_opts *o)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "serial", no_argument, NULL, 's' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "uid", required_argument, NULL, 'U' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:su:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': o->cfg_path = optarg; break;
+		case 's': o->serial = true; break;
+		case 'u': o->user = optarg; break;
+		case 'U': o->uid = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'v': log_init("clone", LOG_DEBUG); break;
+		case 'h': usage(); return 1;
+		default: usage(); return -1;
+		}
+	}
+	if (optind != argc) {
+		usage();
+		return -1;
+	}
+	return 0;
+}
+
+static int load_cfg(const struct cli_opts *o, struct cfg *cfg)
+{
+	char err[CFG_ERRLEN];
+	int r = o->cfg_path ? cfg_load(cfg, o->cfg_path, err, sizeof(err))
+			    : cfg_defaults(cfg);
+
+	if (r < 0) {
+		if (!o->cfg_path)
+			snprintf(err, sizeof(err), "out of memory");
+		log_warnx("%s", err);
+	}
+	return r;
+}
+
+static struct vm_config vm_config_of(const struct cfg *cfg, bool serial)
+{
+	return (struct vm_config){
+		.kernel = cfg->template.kernel,
+		.initrd = cfg->template.initrd,
+		.cmdline = cfg->template.cmdline,
+		.memory_mb = cfg->template.memory_mb,
+		.vcpus = cfg->template.vcpus,
+		.serial = serial || cfg->template.serial,
+		.serial_fd = STDERR_FILENO,
+	};
+}
+
+int vmm_cmd_boot(int argc, char **argv)
+{
+	struct cli_opts o = { 0 };
+	struct cfg cfg = { 0 };
+	struct vm *vm = NULL;
+	struct vm_config vc;
+	struct agent_identity id;
+	char err[CFG_ERRLEN];
+	int r, tfd = -1, status = 1;
+	uint16_t rows, cols;
+
+	r = parse_opts(argc, argv, &o);
+	if (r)
+		return r < 0 ? 2 : 0;
+	if (load_cfg(&o, &cfg) < 0)
+		return 1;
+	vc = vm_config_of(&cfg, o.serial);
+	r = vm_create(&vc, &vm, err, sizeof(err));
+	if (r < 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	tfd = vm_add_terminal(vm, 0);
+	if (tfd < 0) {
+		log_warnx("terminal port: %s", strerror(-tfd));
+		goto out;
+	}
+	if (console_size(STDIN_FILENO, &rows, &cols) == 0)
+		vm_resize(vm, 0, rows, cols);
+	/* A booted image is the operator's: root on the console. */
+	if (vm_identity_make(&id, "root", 0, "/root", "clone") == 0)
+		vm_set_identity(vm, &id);
+	sodium_memzero(&id, sizeof(id));
+	r = vm_start(vm);
+	if (r < 0) {
+		log_warnx("starting the VM: %s", strerror(-r));
+		goto out;
+	}
+	log_info("booting %s (%u MiB); Ctrl-] ends the session",
+		 cfg.template.kernel, cfg.template.memory_mb);
+	status = console_session(vm, tfd);
 out:
-	console_restore(&term);
-	if (sfd >= 0)
-		close(sfd);
 	if (tfd >= 0)
 		close(tfd);
 	vm_free(vm);
+	cfg_free(&cfg);
+	return status;
+}
+
+int vmm_cmd_template(int argc, char **argv)
+{
+	struct cli_opts o = { 0 };
+	struct cfg cfg = { 0 };
+	struct template *t = NULL;
+	struct vm_config vc;
+	char err[CFG_ERRLEN];
+	int r;
+
+	r = parse_opts(argc, argv, &o);
+	if (r)
+		return r < 0 ? 2 : 0;
+	if (load_cfg(&o, &cfg) < 0)
+		return 1;
+	vc = vm_config_of(&cfg, false);
+	vc.serial = false;	/* the template's command line has no UART */
+	r = template_open(&vc, cfg.server.state_dir, &t, err, sizeof(err));
+	if (r < 0)
+		log_warnx("%s", err);
+	else
+		printf("%s\n", t->dir);
+	template_close(t);
+	cfg_free(&cfg);
+	return r < 0 ? 1 : 0;
+}
+
+int vmm_cmd_run(int argc, char **argv)
+{
+	struct cli_opts o = { .user = "root" };
+	struct cfg cfg = { 0 };
+	struct template *t = NULL;
+	struct vm *vm = NULL;
+	struct vm_config vc;
+	struct agent_identity id;
+	char err[CFG_ERRLEN], home[64];
+	int r, tfd = -1, status = 1;
+	uint16_t rows, cols;
+
+	r = parse_opts(argc, argv, &o);
+	if (r)
+		return r < 0 ? 2 : 0;
+	if (load_cfg(&o, &cfg) < 0)
+		return 1;
+	if (strcmp(o.user, "root") == 0)
+		snprintf(home, sizeof(home), "/root");
+	else
+		snprintf(home, sizeof(home), "/home/%s", o.user);
+	if (!o.uid && strcmp(o.user, "root") != 0)
+		o.uid = 1000;
+	r = vm_identity_make(&id, o.user, o.uid, home, o.user);
+	if (r < 0) {
+		log_warnx("user '%s' (uid %u): not a valid identity", o.user,
+			  o.uid);
+		goto out;
+	}
+	vc = vm_config_of(&cfg, false);
+	vc.serial = false;
+	r = template_open(&vc, cfg.server.state_dir, &t, err, sizeof(err));
+	if (r < 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	r = template_clone(t, &id, &vm, &tfd, err, sizeof(err));
+	if (r < 0) {
+		log_warnx("%s", err);
+		goto out;
+	}
+	if (console_size(STDIN_FILENO, &rows, &cols) == 0)
+		vm_resize(vm, 0, rows, cols);
+	r = vm_start(vm);
+	if (r < 0) {
+		log_warnx("starting the clone: %s", strerror(-r));
+		goto out;
+	}
+	log_info("clone of template %s running for %s; Ctrl-] ends it",
+		 t->key, o.user);
+	status = console_session(vm, tfd);
+out:
+	sodium_memzero(&id, sizeof(id));
+	if (tfd >= 0)
+		close(tfd);
+	vm_free(vm);
+	template_close(t);
 	cfg_free(&cfg);
 	return status;
 }

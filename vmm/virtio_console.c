@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "vmm/snapshot.h"
 
 #define CTRL_RX 2	/* device -> driver control messages */
 #define CTRL_TX 3	/* driver -> device control messages */
@@ -526,3 +527,115 @@ void vcon_resize(struct vcon *c, unsigned nr, uint16_t rows, uint16_t cols)
 }
 
 
+
+/* ---- snapshot ---------------------------------------------------------- */
+
+void vcon_lock(struct vcon *c)
+{
+	pthread_mutex_lock(&c->t.lock);
+}
+
+void vcon_unlock(struct vcon *c)
+{
+	pthread_mutex_unlock(&c->t.lock);
+}
+
+int vcon_save(const struct vcon *c, struct vcon_state *st)
+{
+	const struct virtio_mmio *t = &c->t;
+
+	if (c->ctrl_len)
+		return -EBUSY;
+	memset(st, 0, sizeof(*st));
+	st->status = t->status;
+	st->dev_feat_sel = t->dev_feat_sel;
+	st->drv_feat_sel = t->drv_feat_sel;
+	st->queue_sel = t->queue_sel;
+	st->int_status = t->int_status;
+	st->config_gen = t->config_gen;
+	st->drv_features = t->drv_features;
+	for (unsigned i = 0; i < NQUEUES; i++) {
+		const struct virtq *q = &t->vq[i];
+
+		st->vq[i] = (struct virtq_state){
+			.desc = q->desc_gpa, .avail = q->avail_gpa,
+			.used = q->used_gpa, .size = q->size,
+			.last_avail = q->last_avail, .used_idx = q->used_idx,
+			.ready = q->ready,
+		};
+	}
+	for (unsigned i = 0; i < VCON_MAX_PORTS; i++) {
+		const struct vcon_port *p = &c->port[i];
+
+		if (p->tx_busy)
+			return -EBUSY;	/* guest output on its way out */
+		/* A receive buffer we took but did not fill goes back: the
+		 * driver has not reused it, it is the last one popped. */
+		if (p->rx_busy)
+			st->vq[rxq(i)].last_avail--;
+		st->port[i].used = p->used;
+		st->port[i].console = p->console;
+		st->port[i].guest_ready = p->guest_ready;
+		st->port[i].guest_open = p->guest_open;
+		st->port[i].rows = p->rows;
+		st->port[i].cols = p->cols;
+		memcpy(st->port[i].name, p->name, sizeof(p->name));
+	}
+	st->cfg_rows = c->cfg_rows;
+	st->cfg_cols = c->cfg_cols;
+	st->device_ready = c->device_ready;
+	return 0;
+}
+
+int vcon_restore(struct vcon *c, const struct vcon_state *st)
+{
+	struct virtio_mmio *t = &c->t;
+	int r = 0;
+
+	pthread_mutex_lock(&t->lock);
+	t->status = st->status;
+	t->dev_feat_sel = st->dev_feat_sel;
+	t->drv_feat_sel = st->drv_feat_sel;
+	t->queue_sel = st->queue_sel;
+	t->int_status = st->int_status;
+	t->config_gen = st->config_gen;
+	t->drv_features = st->drv_features;
+	for (unsigned i = 0; i < NQUEUES && r == 0; i++) {
+		struct virtq *q = &t->vq[i];
+
+		virtq_reset(q);
+		q->desc_gpa = st->vq[i].desc;
+		q->avail_gpa = st->vq[i].avail;
+		q->used_gpa = st->vq[i].used;
+		q->size = st->vq[i].size;
+		if (st->vq[i].ready && virtq_enable(q, t->mem) != VIRTQ_OK)
+			r = -EINVAL;
+		q->last_avail = st->vq[i].last_avail;
+		q->used_idx = st->vq[i].used_idx;
+	}
+	for (unsigned i = 0; i < VCON_MAX_PORTS && r == 0; i++) {
+		struct vcon_port *p = &c->port[i];
+
+		/* The restoring VMM adds the same ports, with new host fds. */
+		if (p->used != st->port[i].used ||
+		    (p->used && (p->console != st->port[i].console ||
+				 strncmp(p->name, st->port[i].name,
+					 VCON_NAME_MAX) != 0))) {
+			r = -EINVAL;
+			break;
+		}
+		p->guest_ready = st->port[i].guest_ready;
+		p->guest_open = st->port[i].guest_open;
+		if (!p->rows) {
+			p->rows = st->port[i].rows;
+			p->cols = st->port[i].cols;
+		}
+	}
+	c->cfg_rows = st->cfg_rows;
+	c->cfg_cols = st->cfg_cols;
+	c->device_ready = st->device_ready;
+	pthread_mutex_unlock(&t->lock);
+	if (r == 0)
+		kick(c);	/* receive buffers are waiting in the rings */
+	return r;
+}

@@ -98,4 +98,16 @@ void vcon_process(struct vcon *c);
  * number of entries written (at most max). */
 int vcon_pollfds(struct vcon *c, struct pollfd *pfd, int max);
 
+struct vcon_state;
+/* Snapshot support. The caller holds the device still with vcon_lock()
+ * between vcon_save() and copying guest memory, so that no device write
+ * lands in between. vcon_save returns 0, or -EBUSY when the device is
+ * mid-transfer (try again after letting it run). */
+void vcon_lock(struct vcon *c);
+void vcon_unlock(struct vcon *c);
+int vcon_save(const struct vcon *c, struct vcon_state *st);
+/* Before the VM runs, with the same ports added (new host fds). 0, or
+ * -EINVAL if the state does not fit this device or guest memory. */
+int vcon_restore(struct vcon *c, const struct vcon_state *st);
+
 #endif

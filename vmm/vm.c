@@ -21,6 +21,7 @@
 
 #include "common/log.h"
 #include "vmm/boot.h"
+#include "vmm/snapshot.h"
 #include "vmm/uart.h"
 #include "vmm/virtio_console.h"
 
@@ -48,12 +49,15 @@ struct vm {
 	struct agent_msg msg;
 
 	pthread_t vcpu_thread, io_thread;
+	pid_t vcpu_tid;
 	bool threads;
 	int stop_fd;			/* eventfd: tells the I/O thread to stop */
 	int event_fd;			/* eventfd: state changes, for the owner */
 	volatile sig_atomic_t stopping;
 
 	pthread_mutex_t lock;		/* the fields below */
+	pthread_cond_t cond;		/* pause_req and parked changes */
+	bool pause_req, parked;
 	enum vm_state state;
 	enum vm_exit exit;
 	char detail[256];
@@ -96,8 +100,9 @@ static void vm_end(struct vm *vm, enum vm_exit why, const char *fmt, ...)
 		vsnprintf(vm->detail, sizeof(vm->detail), fmt, ap);
 		va_end(ap);
 	}
-	pthread_mutex_unlock(&vm->lock);
 	vm->stopping = 1;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
 	if (vm->run)
 		vm->run->immediate_exit = 1;
 	if (write(vm->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
@@ -439,24 +444,12 @@ fail:
 	return -errno;
 }
 
-int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
-	      size_t errlen)
+int vm_new(struct vm **out, char *err, size_t errlen)
 {
 	struct vm *vm;
 	int sv[2], r;
 
 	*out = NULL;
-	if (cfg->memory_mb < VM_MIN_MEMORY_MB ||
-	    cfg->memory_mb > VM_MAX_MEMORY_MB) {
-		snprintf(err, errlen, "memory_mb %u: need %u to %u",
-			 cfg->memory_mb, VM_MIN_MEMORY_MB, VM_MAX_MEMORY_MB);
-		return -EINVAL;
-	}
-	if (cfg->vcpus != 1) {
-		snprintf(err, errlen, "vcpus %u: only 1 is supported",
-			 cfg->vcpus);
-		return -EINVAL;
-	}
 	vm = calloc(1, sizeof(*vm));
 	if (!vm) {
 		snprintf(err, errlen, "out of memory");
@@ -469,9 +462,10 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 	vm->con.kick_fd = -1;
 	vm->power_intent = -1;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
 	agent_dec_init(&vm->dec);
-	vm->serial = cfg->serial;
 	vm->pvm = pvm_detect();
+	uart_init(&vm->uart, -1, vm_irq, vm);
 
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -483,25 +477,9 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 	r = kvm_open(vm, err, errlen);
 	if (r < 0)
 		goto fail;
-	if (vm->pvm)
-		log_info("KVM is PVM (software virtualisation): completing "
-			 "emulation failures, hiding CPU features");
 	r = create_machine(vm, err, errlen);
 	if (r < 0)
 		goto fail;
-	r = setup_memory(vm, cfg->memory_mb, err, errlen);
-	if (r < 0)
-		goto fail;
-	r = setup_cpuid(vm);
-	if (r < 0) {
-		snprintf(err, errlen, "CPUID set-up: %s", strerror(-r));
-		goto fail;
-	}
-	r = load_guest(vm, cfg, err, errlen);
-	if (r < 0)
-		goto fail;
-
-	uart_init(&vm->uart, cfg->serial ? cfg->serial_fd : -1, vm_irq, vm);
 	r = vcon_init(&vm->con, &vm->mem, VIRTIO_BASE, VIRTIO_CONSOLE_GSI,
 		      vm_irq, vm);
 	if (r < 0) {
@@ -529,6 +507,56 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 fail:
 	vm_free(vm);
 	return r;
+}
+
+int vm_boot_setup(struct vm *vm, const struct vm_config *cfg, char *err,
+		  size_t errlen)
+{
+	int r;
+
+	if (cfg->memory_mb < VM_MIN_MEMORY_MB ||
+	    cfg->memory_mb > VM_MAX_MEMORY_MB) {
+		snprintf(err, errlen, "memory_mb %u: need %u to %u",
+			 cfg->memory_mb, VM_MIN_MEMORY_MB, VM_MAX_MEMORY_MB);
+		return -EINVAL;
+	}
+	if (cfg->vcpus != 1) {
+		snprintf(err, errlen, "vcpus %u: only 1 is supported",
+			 cfg->vcpus);
+		return -EINVAL;
+	}
+	vm->serial = cfg->serial;
+	vm->uart.out_fd = cfg->serial ? cfg->serial_fd : -1;
+	r = setup_memory(vm, cfg->memory_mb, err, errlen);
+	if (r < 0)
+		return r;
+	r = setup_cpuid(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "CPUID set-up: %s", strerror(-r));
+		return r;
+	}
+	return load_guest(vm, cfg, err, errlen);
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
+	      size_t errlen)
+{
+	struct vm *vm;
+	int r;
+
+	r = vm_new(&vm, err, errlen);
+	if (r < 0)
+		return r;
+	if (vm->pvm)
+		log_info("KVM is PVM (software virtualisation): completing "
+			 "emulation failures, hiding CPU features");
+	r = vm_boot_setup(vm, cfg, err, errlen);
+	if (r < 0) {
+		vm_free(vm);
+		return r;
+	}
+	*out = vm;
+	return 0;
 }
 
 int vm_add_terminal(struct vm *vm, unsigned nr)
@@ -630,18 +658,40 @@ static void emulation_failure(struct vm *vm)
 		       desc, strerror(-r));
 }
 
+/* vCPU thread, out of KVM_RUN: wait while a pause is asked for. */
+static void park(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_req && !vm->stopping) {
+		vm->parked = true;
+		pthread_cond_broadcast(&vm->cond);
+		while (vm->pause_req && !vm->stopping)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		vm->parked = false;
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct vm *vm = arg;
 	struct kvm_run *run = vm->run;
 
+	vm->stats.first_entry_ns = now_ns();
+	__atomic_store_n(&vm->vcpu_tid, gettid(), __ATOMIC_RELEASE);
 	while (!vm->stopping) {
-		int r = ioctl(vm->vcpu_fd, KVM_RUN, 0);
+		int r;
 
+		/* A pause first lets KVM finish a pending I/O completion
+		 * (immediate exit), so the state we save is whole. */
+		if (__atomic_load_n(&vm->pause_req, __ATOMIC_ACQUIRE))
+			run->immediate_exit = 1;
+		r = ioctl(vm->vcpu_fd, KVM_RUN, 0);
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vm->stats.exits_intr++;
 				run->immediate_exit = 0;
+				park(vm);
 				continue;
 			}
 			vm_end(vm, VM_EXIT_ERROR, "KVM_RUN: %s",
@@ -883,6 +933,11 @@ int vm_start(struct vm *vm)
 
 /* ---- the owner's view -------------------------------------------------- */
 
+pid_t vm_vcpu_tid(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->vcpu_tid, __ATOMIC_ACQUIRE);
+}
+
 int vm_event_fd(const struct vm *vm)
 {
 	return vm->event_fd;
@@ -1024,6 +1079,280 @@ void vm_free(struct vm *vm)
 	close_fd(&vm->stop_fd);
 	close_fd(&vm->event_fd);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->cond);
 	sodium_memzero(&vm->identity, sizeof(vm->identity));
 	free(vm);
 }
+
+/* ---- pause, snapshot, restore ------------------------------------------ */
+
+int vm_pause(struct vm *vm)
+{
+	int r = 0;
+
+	if (!vm->threads)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_req = true;
+	pthread_mutex_unlock(&vm->lock);
+	vm->run->immediate_exit = 1;
+	pthread_kill(vm->vcpu_thread, KICK_SIGNAL);
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->parked && !vm->stopping)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (!vm->parked)
+		r = -ESRCH;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_req = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static int cmp_msr(const void *a, const void *b)
+{
+	const struct kvm_msr_entry *x = a, *y = b;
+
+	/* The TSC first: TSC_DEADLINE and kvmclock are relative to it. */
+	if ((x->index == 0x10) != (y->index == 0x10))
+		return x->index == 0x10 ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+struct msr_buf {
+	struct kvm_msrs hdr;
+	struct kvm_msr_entry e[SNAPSHOT_MAX_MSRS];
+};
+
+static int get_msrs(struct vm *vm, struct vcpu_state *c)
+{
+	struct {
+		struct kvm_msr_list hdr;
+		uint32_t idx[SNAPSHOT_MAX_MSRS];
+	} list = { .hdr.nmsrs = SNAPSHOT_MAX_MSRS };
+	struct msr_buf part;
+	unsigned n;
+
+	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0)
+		return -errno;
+	n = list.hdr.nmsrs;
+	for (unsigned i = 0; i < n; i++)
+		c->msrs[i] = (struct kvm_msr_entry){ .index = list.idx[i] };
+	/* KVM_GET_MSRS stops at the first MSR it cannot read: drop that one
+	 * and go on, so we save every one it can. */
+	for (unsigned done = 0; done < n;) {
+		int got;
+
+		part.hdr.nmsrs = n - done;
+		memcpy(part.e, &c->msrs[done], (n - done) * sizeof(part.e[0]));
+		got = ioctl(vm->vcpu_fd, KVM_GET_MSRS, &part);
+		if (got < 0)
+			return -errno;
+		memcpy(&c->msrs[done], part.e, (size_t)got * sizeof(part.e[0]));
+		done += (unsigned)got;
+		if (done < n) {
+			memmove(&c->msrs[done], &c->msrs[done + 1],
+				(n - done - 1) * sizeof(c->msrs[0]));
+			n--;
+		}
+	}
+	qsort(c->msrs, n, sizeof(c->msrs[0]), cmp_msr);
+	c->nmsrs = n;
+	return 0;
+}
+
+static int xsave_size(struct vm *vm)
+{
+	int size = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+
+	return size > (int)sizeof(struct kvm_xsave) ? size :
+						       (int)sizeof(struct kvm_xsave);
+}
+
+static int capture_cpu(struct vm *vm, struct vcpu_state *c)
+{
+	int fd = vm->vcpu_fd, size = xsave_size(vm);
+
+	if (size > SNAPSHOT_XSAVE_MAX)
+		return -E2BIG;
+	c->xsave_size = (uint32_t)size;
+	if (ioctl(fd, KVM_GET_REGS, &c->regs) < 0 ||
+	    ioctl(fd, KVM_GET_SREGS, &c->sregs) < 0 ||
+	    ioctl(fd, KVM_GET_FPU, &c->fpu) < 0 ||
+	    ioctl(fd, KVM_GET_XCRS, &c->xcrs) < 0 ||
+	    ioctl(fd, KVM_GET_LAPIC, &c->lapic) < 0 ||
+	    ioctl(fd, KVM_GET_VCPU_EVENTS, &c->events) < 0 ||
+	    ioctl(fd, KVM_GET_MP_STATE, &c->mp) < 0 ||
+	    ioctl(fd, KVM_GET_DEBUGREGS, &c->dregs) < 0 ||
+	    ioctl(fd, size > (int)sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 :
+	          KVM_GET_XSAVE, c->xsave) < 0)
+		return -errno;
+	return get_msrs(vm, c);
+}
+
+static int restore_cpu(struct vm *vm, const struct vcpu_state *c)
+{
+	int fd = vm->vcpu_fd;
+	struct msr_buf m;
+	struct kvm_vcpu_events ev = c->events;
+	int r;
+
+	if (c->nmsrs > SNAPSHOT_MAX_MSRS ||
+	    c->xsave_size > (uint32_t)xsave_size(vm))
+		return -EINVAL;
+	if (ioctl(fd, KVM_SET_MP_STATE, &c->mp) < 0 ||
+	    ioctl(fd, KVM_SET_REGS, &c->regs) < 0 ||
+	    ioctl(fd, KVM_SET_SREGS, &c->sregs) < 0 ||
+	    ioctl(fd, KVM_SET_XSAVE, c->xsave) < 0 ||
+	    ioctl(fd, KVM_SET_XCRS, &c->xcrs) < 0 ||
+	    ioctl(fd, KVM_SET_DEBUGREGS, &c->dregs) < 0 ||
+	    ioctl(fd, KVM_SET_LAPIC, &c->lapic) < 0)
+		return -errno;
+	m.hdr.nmsrs = c->nmsrs;
+	memcpy(m.e, c->msrs, c->nmsrs * sizeof(m.e[0]));
+	r = ioctl(fd, KVM_SET_MSRS, &m);
+	if (r < 0)
+		return -errno;
+	if ((uint32_t)r != c->nmsrs) {
+		log_warnx("restore: MSR 0x%x refused", c->msrs[r].index);
+		return -EINVAL;
+	}
+	/* Everything the events struct carries is valid here. */
+	ev.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW;
+	if (ioctl(fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+static int capture_machine(struct vm *vm, struct vm_snapshot *s)
+{
+	s->pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
+	s->pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+	s->ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+	if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &s->pic_master) < 0 ||
+	    ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &s->pic_slave) < 0 ||
+	    ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &s->ioapic) < 0 ||
+	    ioctl(vm->vm_fd, KVM_GET_PIT2, &s->pit) < 0 ||
+	    ioctl(vm->vm_fd, KVM_GET_CLOCK, &s->clock) < 0)
+		return -errno;
+	return 0;
+}
+
+static int restore_machine(struct vm *vm, const struct vm_snapshot *s)
+{
+	struct kvm_clock_data clock = { .clock = s->clock.clock };
+
+	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &s->pit) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &s->pic_master) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &s->pic_slave) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &s->ioapic) < 0)
+		return -errno;
+	return 0;
+}
+
+int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+{
+	struct vm_snapshot *snap = calloc(1, sizeof(*snap));
+	int r = -ENOMEM;
+
+	if (!snap) {
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	for (int tries = 0;; tries++) {
+		r = vm_pause(vm);
+		if (r < 0) {
+			snprintf(err, errlen, "the VM stopped: %s",
+				 vm_exit_detail(vm));
+			goto out;
+		}
+		vcon_lock(&vm->con);
+		r = vcon_save(&vm->con, &snap->con);
+		if (r != -EBUSY)
+			break;
+		/* Bytes in flight: let the device finish them. */
+		vcon_unlock(&vm->con);
+		vm_resume(vm);
+		if (tries == 100) {
+			snprintf(err, errlen, "console never went quiet");
+			goto out;
+		}
+		usleep(10000);
+	}
+	snap->mem_size = vm->mem.size;
+	snap->pvm = vm->pvm;
+	r = capture_machine(vm, snap);
+	if (r == 0)
+		r = capture_cpu(vm, &snap->cpu);
+	if (r < 0)
+		snprintf(err, errlen, "reading the machine state: %s",
+			 strerror(-r));
+	else if ((r = snapshot_write(dir, snap, vm->mem.host)) < 0)
+		snprintf(err, errlen, "writing the snapshot to %s: %s", dir,
+			 strerror(-r));
+	vcon_unlock(&vm->con);
+out:
+	free(snap);
+	return r;
+}
+
+int vm_restore_setup(struct vm *vm, const struct vm_snapshot *snap,
+		     int mem_fd, char *err, size_t errlen)
+{
+	struct kvm_userspace_memory_region region;
+	int r;
+
+	if (!!snap->pvm != vm->pvm) {
+		snprintf(err, errlen, "snapshot was taken on %s KVM, this is %s",
+			 snap->pvm ? "PVM" : "hardware", vm->pvm ? "PVM" :
+			 "hardware");
+		return -EINVAL;
+	}
+	/* The template's RAM, copy-on-write: pages stay shared with every
+	 * other clone until this guest writes them. */
+	vm->mem.size = snap->mem_size;
+	vm->mem.host = mmap(NULL, vm->mem.size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_NORESERVE, mem_fd, 0);
+	if (vm->mem.host == MAP_FAILED) {
+		vm->mem.host = NULL;
+		r = -errno;
+		snprintf(err, errlen, "mapping template memory: %s",
+			 strerror(errno));
+		return r;
+	}
+	region = (struct kvm_userspace_memory_region){
+		.slot = 0, .memory_size = vm->mem.size,
+		.userspace_addr = (uintptr_t)vm->mem.host,
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "guest memory: %s", strerror(errno));
+		return r;
+	}
+	r = setup_cpuid(vm);
+	if (r == 0)
+		r = restore_machine(vm, snap);
+	if (r == 0)
+		r = restore_cpu(vm, &snap->cpu);
+	if (r < 0) {
+		snprintf(err, errlen, "restoring the machine state: %s",
+			 strerror(-r));
+		return r;
+	}
+	r = vcon_restore(&vm->con, &snap->con);
+	if (r < 0) {
+		snprintf(err, errlen, "restoring the console device: %s",
+			 strerror(-r));
+		return r;
+	}
+	/* The template was taken with its agent ready and waiting. */
+	vm->agent_ready = true;
+	return 0;
+}
+

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "console/agent_proto.h"
 #include "vmm/pvm.h"
@@ -43,6 +44,7 @@ struct vm_stats {
 	struct x86_emul_stats emul;
 	uint64_t ready_ns;	/* start to agent ready; 0 if not yet */
 	uint64_t ack_ns;	/* start to identity acknowledged; 0 if not yet */
+	uint64_t first_entry_ns;	/* CLOCK_MONOTONIC at the first KVM_RUN */
 };
 
 struct vm;
@@ -51,6 +53,26 @@ struct vm;
  * -errno and a one-line reason naming the file or cause in err. */
 int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 	      size_t errlen);
+
+/* The parts of vm_create, for clones: vm_new() makes the KVM VM, vCPU,
+ * irqchip, PIT and devices (no RAM yet: work a pool can do before anyone
+ * asks); then either vm_boot_setup() (RAM in a memfd, load the kernel) or
+ * vm_restore_setup() (the template's RAM mapped copy-on-write, its state
+ * restored; add the same terminals first). 0 or -errno with err set. */
+int vm_new(struct vm **out, char *err, size_t errlen);
+int vm_boot_setup(struct vm *vm, const struct vm_config *cfg, char *err,
+		  size_t errlen);
+struct vm_snapshot;
+int vm_restore_setup(struct vm *vm, const struct vm_snapshot *snap,
+		     int mem_fd, char *err, size_t errlen);
+
+/* Stop the vCPU (out of KVM_RUN, parked) and let it go on. vm_pause
+ * returns 0, or -ESRCH if the VM stopped instead. */
+int vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+/* Snapshot a running VM into dir (files "state" and "memory"). The VM is
+ * left paused. 0 or -errno with err set. */
+int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen);
 
 /* Attach a terminal port: nr 0 is the guest's console (hvc0), others are
  * further terminals (hvcN). Returns the host end of a socket pair the
@@ -69,6 +91,8 @@ enum vm_exit vm_exit_reason(const struct vm *vm);
 /* One line saying why the VM stopped, e.g. "guest powered off". */
 const char *vm_exit_detail(const struct vm *vm);
 void vm_get_stats(const struct vm *vm, struct vm_stats *st);
+/* Thread id of the vCPU thread (0 before it started). */
+pid_t vm_vcpu_tid(const struct vm *vm);
 
 /* Fill id for a new clone: fresh entropy and machine id (libsodium), the
  * wall-clock time now, and the given user, uid, home and hostname.

@@ -1,0 +1,225 @@
+#include "vmm/snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC "CLONESNP"
+#define PAGE 4096
+
+struct snap_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t body_len;
+	uint64_t mem_size;
+	uint8_t mem_hash[SNAPSHOT_HASH_LEN];
+	uint8_t body_hash[SNAPSHOT_HASH_LEN];
+};
+
+static bool zero_page(const uint8_t *p)
+{
+	static const uint8_t zero[PAGE];
+
+	return memcmp(p, zero, PAGE) == 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Guest RAM with its all-zero pages left as holes: a freshly booted guest
+ * has touched a few tens of MiB of its RAM. */
+static int write_memory(int fd, const uint8_t *mem, uint64_t size,
+			uint8_t hash[SNAPSHOT_HASH_LEN])
+{
+	crypto_generichash_state h;
+	uint64_t run = 0, start = 0;
+	int r;
+
+	crypto_generichash_init(&h, NULL, 0, SNAPSHOT_HASH_LEN);
+	crypto_generichash_update(&h, mem, size);
+	crypto_generichash_final(&h, hash, SNAPSHOT_HASH_LEN);
+	if (ftruncate(fd, (off_t)size) < 0)
+		return -errno;
+	for (uint64_t off = 0; off <= size; off += PAGE) {
+		if (off < size && !zero_page(mem + off)) {
+			if (!run)
+				start = off;
+			run += PAGE;
+			continue;
+		}
+		if (run) {
+			r = write_all(fd, mem + start, run, (off_t)start);
+			if (r < 0)
+				return r;
+			run = 0;
+		}
+	}
+	return 0;
+}
+
+static int sync_close(int fd)
+{
+	int r = fsync(fd) < 0 ? -errno : 0;
+
+	close(fd);
+	return r;
+}
+
+int snapshot_write(const char *dir, const struct vm_snapshot *snap,
+		   const uint8_t *mem)
+{
+	char mtmp[4096], stmp[4096], mpath[4096], spath[4096];
+	struct snap_header hdr = { .version = SNAPSHOT_VERSION,
+				   .body_len = sizeof(*snap),
+				   .mem_size = snap->mem_size };
+	int mfd = -1, sfd = -1, dfd, r;
+
+	memcpy(hdr.magic, MAGIC, sizeof(hdr.magic));
+	snprintf(mtmp, sizeof(mtmp), "%s/memory.tmp", dir);
+	snprintf(stmp, sizeof(stmp), "%s/state.tmp", dir);
+	snprintf(mpath, sizeof(mpath), "%s/memory", dir);
+	snprintf(spath, sizeof(spath), "%s/state", dir);
+	unlink(spath);		/* no state, no snapshot, until we are done */
+
+	mfd = open(mtmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (mfd < 0)
+		return -errno;
+	r = write_memory(mfd, mem, snap->mem_size, hdr.mem_hash);
+	if (r == 0)
+		r = sync_close(mfd);
+	else
+		close(mfd);
+	if (r < 0)
+		goto fail;
+
+	crypto_generichash(hdr.body_hash, SNAPSHOT_HASH_LEN,
+			   (const uint8_t *)snap, sizeof(*snap), NULL, 0);
+	sfd = open(stmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (sfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = write_all(sfd, &hdr, sizeof(hdr), 0);
+	if (r == 0)
+		r = write_all(sfd, snap, sizeof(*snap), sizeof(hdr));
+	if (r == 0)
+		r = sync_close(sfd);
+	else
+		close(sfd);
+	if (r < 0)
+		goto fail;
+	if (rename(mtmp, mpath) < 0 || rename(stmp, spath) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+fail:
+	unlink(mtmp);
+	unlink(stmp);
+	return r;
+}
+
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int snapshot_read(const char *dir, struct vm_snapshot *snap, int *mem_fd,
+		  char *err, size_t errlen)
+{
+	char path[4096];
+	struct snap_header hdr;
+	uint8_t hash[SNAPSHOT_HASH_LEN];
+	struct stat st;
+	void *m;
+	ssize_t n;
+	int fd, r;
+
+	*mem_fd = -1;
+	snprintf(path, sizeof(path), "%s/state", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, -errno, "%s: %s", path,
+			    strerror(errno));
+	n = pread(fd, &hdr, sizeof(hdr), 0);
+	if (n != (ssize_t)sizeof(hdr) || memcmp(hdr.magic, MAGIC, 8) != 0) {
+		close(fd);
+		return fail(err, errlen, -EBADMSG, "%s: not a snapshot", path);
+	}
+	if (hdr.version != SNAPSHOT_VERSION || hdr.body_len != sizeof(*snap)) {
+		close(fd);
+		return fail(err, errlen, -ESTALE, "%s: format %u/%u bytes, this "
+			    "VMM writes %u/%zu", path, hdr.version,
+			    hdr.body_len, SNAPSHOT_VERSION, sizeof(*snap));
+	}
+	n = pread(fd, snap, sizeof(*snap), sizeof(hdr));
+	close(fd);
+	crypto_generichash(hash, sizeof(hash), (const uint8_t *)snap,
+			   sizeof(*snap), NULL, 0);
+	if (n != (ssize_t)sizeof(*snap) ||
+	    sodium_memcmp(hash, hdr.body_hash, sizeof(hash)) != 0 ||
+	    snap->mem_size != hdr.mem_size)
+		return fail(err, errlen, -EBADMSG, "%s: checksum mismatch",
+			    path);
+
+	snprintf(path, sizeof(path), "%s/memory", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, -errno, "%s: %s", path,
+			    strerror(errno));
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != hdr.mem_size) {
+		close(fd);
+		return fail(err, errlen, -EBADMSG, "%s: size is not %llu", path,
+			    (unsigned long long)hdr.mem_size);
+	}
+	m = mmap(NULL, hdr.mem_size, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		r = -errno;
+		close(fd);
+		return fail(err, errlen, r, "%s: mmap: %s", path,
+			    strerror(-r));
+	}
+	crypto_generichash(hash, sizeof(hash), m, hdr.mem_size, NULL, 0);
+	munmap(m, hdr.mem_size);
+	if (sodium_memcmp(hash, hdr.mem_hash, sizeof(hash)) != 0) {
+		close(fd);
+		return fail(err, errlen, -EBADMSG, "%s: checksum mismatch",
+			    path);
+	}
+	*mem_fd = fd;
+	return 0;
+}
