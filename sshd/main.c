@@ -35,6 +35,8 @@ int main(int argc, char **argv)
 		return vmm_cmd_template(argc - 1, argv + 1);
 	if (strcmp(argv[1], "run") == 0)
 		return vmm_cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "bench-clones") == 0)
+		return vmm_cmd_bench_clones(argc - 1, argv + 1);
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(stdout);
 		return 0;

@@ -8,5 +8,7 @@ int vmm_cmd_boot(int argc, char **argv);
 int vmm_cmd_template(int argc, char **argv);
 /* `clone run [-c FILE] [-u USER] [--uid N]`: a clone on this terminal. */
 int vmm_cmd_run(int argc, char **argv);
+/* `clone bench-clones`: clone benchmarks on worker processes. */
+int vmm_cmd_bench_clones(int argc, char **argv);
 
 #endif

@@ -330,7 +330,7 @@ static void port_rx(struct vcon *c, unsigned nr)
 		if (n < 0 && errno == EAGAIN)
 			return;
 		if (n <= 0) {
-			if (n < 0 && errno != EIO)
+			if (n < 0 && errno != EIO && errno != ECONNRESET)
 				log_warn("virtio-console: port %u input", nr);
 			p->host_open = false;
 			if (!p->console)

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ struct vm {
 
 	pthread_t vcpu_thread, io_thread;
 	pid_t vcpu_tid;
+	uint64_t last_entry_ns;		/* when the vCPU last entered KVM_RUN */
 	bool threads;
 	int stop_fd;			/* eventfd: tells the I/O thread to stop */
 	int event_fd;			/* eventfd: state changes, for the owner */
@@ -686,6 +688,7 @@ static void *vcpu_main(void *arg)
 		 * (immediate exit), so the state we save is whole. */
 		if (__atomic_load_n(&vm->pause_req, __ATOMIC_ACQUIRE))
 			run->immediate_exit = 1;
+		__atomic_store_n(&vm->last_entry_ns, now_ns(), __ATOMIC_RELEASE);
 		r = ioctl(vm->vcpu_fd, KVM_RUN, 0);
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
@@ -1104,6 +1107,18 @@ int vm_pause(struct vm *vm)
 		r = -ESRCH;
 	pthread_mutex_unlock(&vm->lock);
 	return r;
+}
+
+uint64_t vm_wait_running(struct vm *vm)
+{
+	/* After vm_resume: the vCPU is back in KVM_RUN once it is no longer
+	 * parked and has stamped a new entry. */
+	uint64_t since = now_ns(), t;
+
+	while ((t = __atomic_load_n(&vm->last_entry_ns, __ATOMIC_ACQUIRE)) <
+		       since && !vm->stopping)
+		sched_yield();
+	return t;
 }
 
 void vm_resume(struct vm *vm)

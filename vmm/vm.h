@@ -70,6 +70,9 @@ int vm_restore_setup(struct vm *vm, const struct vm_snapshot *snap,
  * returns 0, or -ESRCH if the VM stopped instead. */
 int vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+/* After vm_resume(): wait until the vCPU is back in KVM_RUN; returns the
+ * CLOCK_MONOTONIC time (ns) it entered. */
+uint64_t vm_wait_running(struct vm *vm);
 /* Snapshot a running VM into dir (files "state" and "memory"). The VM is
  * left paused. 0 or -errno with err set. */
 int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen);

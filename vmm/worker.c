@@ -1,0 +1,318 @@
+#include "vmm/worker.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+uint64_t worker_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int send_msg(int fd, const struct worker_msg *m, int pass_fd)
+{
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)m,
+			     .iov_len = sizeof(*m) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (pass_fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	for (;;) {
+		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		return n == (ssize_t)sizeof(*m) ? 0 : -EIO;
+	}
+}
+
+int worker_send(struct worker *w, const struct worker_msg *m)
+{
+	return send_msg(w->ctl, m, -1);
+}
+
+int worker_recv(struct worker *w, struct worker_msg *m, int timeout_ms)
+{
+	struct pollfd p = { .fd = w->ctl, .events = POLLIN };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = m, .iov_len = sizeof(*m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	ssize_t n;
+	int r;
+
+	do
+		r = poll(&p, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return -ETIMEDOUT;
+	n = recvmsg(w->ctl, &mh, MSG_CMSG_CLOEXEC);
+	if (n == 0)
+		return -EPIPE;
+	if (n < 0)
+		return -errno;
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int))) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+			if (w->term_fd >= 0)
+				close(w->term_fd);
+			w->term_fd = fd;
+		}
+	}
+	/* The worker runs a guest: trust nothing of its messages' shape. */
+	if (n != (ssize_t)sizeof(*m) || (mh.msg_flags & MSG_TRUNC) ||
+	    m->type < WORKER_READY || m->type > WORKER_FAILED)
+		return -EPROTO;
+	m->text[sizeof(m->text) - 1] = 0;
+	return 0;
+}
+
+int worker_expect(struct worker *w, uint32_t type, struct worker_msg *m,
+		  int timeout_ms)
+{
+	int r = worker_recv(w, m, timeout_ms);
+
+	if (r == 0 && m->type != type)
+		r = -EPROTO;
+	return r;
+}
+
+/* ---- the worker process ------------------------------------------------ */
+
+static void close_fds_except(int a, int b)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int self = d ? dirfd(d) : -1;
+
+	while (d && (e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] != '.' && fd > 2 && fd != a && fd != b &&
+		    fd != self)
+			close(fd);
+	}
+	if (d)
+		closedir(d);
+}
+
+static void reply(int ctl, uint32_t type, uint64_t a, const char *text)
+{
+	struct worker_msg m = { .type = type, .a = a };
+
+	if (text)
+		snprintf(m.text, sizeof(m.text), "%.159s", text);
+	send_msg(ctl, &m, -1);
+}
+
+static int wait_go(int ctl, struct worker_msg *m)
+{
+	ssize_t n;
+
+	do
+		n = recv(ctl, m, sizeof(*m), 0);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(*m) || m->type != WORKER_GO)
+		return -1;
+	return 0;
+}
+
+static int run_vm(int ctl, struct vm *vm)
+{
+	bool acked = false;
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = ctl, .events = POLLIN },
+			{ .fd = vm_event_fd(vm), .events = POLLIN },
+		};
+		struct worker_msg m;
+		struct vm_stats st;
+		uint64_t v;
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return 1;
+		if (p[1].revents) {
+			if (read(vm_event_fd(vm), &v, sizeof(v)) < 0 &&
+			    errno != EAGAIN)
+				return 1;
+			if (!acked && vm_identity_acked(vm)) {
+				acked = true;
+				vm_get_stats(vm, &st);
+				reply(ctl, WORKER_ACKED, st.ack_ns, NULL);
+			}
+			if (vm_state(vm) != VM_RUNNING) {
+				reply(ctl, WORKER_EXITED, vm_exit_reason(vm),
+				      vm_exit_detail(vm));
+				return 0;
+			}
+		}
+		if (!p[0].revents)
+			continue;
+		n = recv(ctl, &m, sizeof(m), 0);
+		if (n <= 0)
+			return 0;	/* the parent is done with us */
+		if (n != (ssize_t)sizeof(m))
+			continue;
+		switch (m.type) {
+		case WORKER_PAUSE:
+			if (vm_pause(vm) == 0)
+				reply(ctl, WORKER_PAUSED, worker_now_ns(), NULL);
+			else
+				reply(ctl, WORKER_FAILED, 0, "pause");
+			break;
+		case WORKER_RESUME:
+			vm_resume(vm);
+			reply(ctl, WORKER_RESUMED, vm_wait_running(vm), NULL);
+			break;
+		default:
+			reply(ctl, WORKER_FAILED, 0, "unexpected request");
+			break;
+		}
+	}
+}
+
+static int worker_main(const struct template *t, int ctl)
+{
+	struct worker_msg m;
+	struct vm *vm = NULL;
+	struct vm_stats st;
+	char err[256];
+	uint64_t t0;
+	int term, r;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	close_fds_except(ctl, t->mem_fd);
+	log_set_tag("clone[worker]");
+	/* Everything that does not depend on who connects, done ahead. */
+	r = vm_new(&vm, err, sizeof(err));
+	if (r < 0) {
+		reply(ctl, WORKER_FAILED, 0, err);
+		return 1;
+	}
+	term = vm_add_terminal(vm, 0);
+	if (term < 0) {
+		reply(ctl, WORKER_FAILED, 0, "terminal port");
+		return 1;
+	}
+	/* Restoring depends on the template only, not on who connects:
+	 * done ahead too, so going is starting two threads. */
+	t0 = worker_now_ns();
+	r = vm_restore_setup(vm, t->snap, t->mem_fd, err, sizeof(err));
+	if (r < 0) {
+		reply(ctl, WORKER_FAILED, 0, err);
+		return 1;
+	}
+	reply(ctl, WORKER_READY, worker_now_ns() - t0, NULL);
+	if (wait_go(ctl, &m) < 0)
+		return 0;
+	r = vm_set_identity(vm, &m.id);
+	sodium_memzero(&m, sizeof(m));
+	if (r == 0)
+		r = vm_start(vm);
+	if (r < 0) {
+		reply(ctl, WORKER_FAILED, 0, strerror(-r));
+		return 1;
+	}
+	vm_get_stats(vm, &st);
+	while (!st.first_entry_ns) {	/* set by the vCPU thread */
+		usleep(50);
+		vm_get_stats(vm, &st);
+	}
+	m = (struct worker_msg){ .type = WORKER_STARTED,
+				 .a = st.first_entry_ns };
+	send_msg(ctl, &m, term);
+	close(term);
+	r = run_vm(ctl, vm);
+	vm_free(vm);
+	return r;
+}
+
+int worker_spawn(const struct template *t, struct worker *w)
+{
+	int sv[2];
+
+	w->pid = -1;
+	w->ctl = w->term_fd = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	w->pid = fork();
+	if (w->pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -errno;
+	}
+	if (w->pid == 0) {
+		close(sv[0]);
+		_exit(worker_main(t, sv[1]));
+	}
+	close(sv[1]);
+	w->ctl = sv[0];
+	return 0;
+}
+
+void worker_destroy(struct worker *w, int timeout_ms)
+{
+	int status;
+
+	if (w->ctl >= 0)
+		close(w->ctl);
+	if (w->term_fd >= 0)
+		close(w->term_fd);
+	w->ctl = w->term_fd = -1;
+	if (w->pid <= 0)
+		return;
+	for (int waited = 0;; waited += 5) {
+		pid_t r = waitpid(w->pid, &status, WNOHANG);
+
+		if (r == w->pid || (r < 0 && errno == ECHILD))
+			break;
+		if (waited >= timeout_ms) {
+			kill(w->pid, SIGKILL);
+			waitpid(w->pid, &status, 0);
+			break;
+		}
+		usleep(5000);
+	}
+	w->pid = -1;
+}

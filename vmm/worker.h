@@ -1,0 +1,65 @@
+/* VM worker processes: one VM per process, so a crash or a hostile guest
+ * takes down that VM alone. A worker is forked ahead of need and at once
+ * creates its KVM VM, vCPU, irqchip and devices, maps the template's
+ * memory copy-on-write and restores its state: none of that depends on who
+ * connects. When the parent says go, it hands the agent the identity and
+ * starts the vCPU.
+ *
+ * Parent and worker talk over a SOCK_SEQPACKET socket pair in fixed-size
+ * messages; the worker sends its terminal's host end with SCM_RIGHTS. */
+#ifndef VMM_WORKER_H
+#define VMM_WORKER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vmm/template.h"
+
+enum worker_msg_type {
+	WORKER_READY = 1,	/* worker: VM created and restored (a = ns the
+				 * restore took), waiting for go */
+	WORKER_GO,		/* parent: identity; restore and run */
+	WORKER_STARTED,		/* worker: running (a = first KVM_RUN, ns) + fd */
+	WORKER_ACKED,		/* worker: the agent applied the identity */
+	WORKER_PAUSE,		/* parent: stop the vCPU */
+	WORKER_PAUSED,		/* worker: stopped */
+	WORKER_RESUME,		/* parent: run again */
+	WORKER_RESUMED,		/* worker: running (a = vCPU back in KVM_RUN) */
+	WORKER_EXITED,		/* worker: the VM ended; text says why */
+	WORKER_FAILED,		/* worker: could not do what was asked; text */
+};
+
+struct worker_msg {
+	uint32_t type;
+	uint32_t pad;
+	uint64_t a, b;
+	struct agent_identity id;
+	char text[160];
+};
+
+struct worker {
+	pid_t pid;
+	int ctl;		/* our end of the control socket */
+	int term_fd;		/* host end of the guest's terminal, once started */
+};
+
+/* Fork a worker for clones of t. It reports WORKER_READY when its VM is
+ * created (worker_wait() for it). 0 or -errno. */
+int worker_spawn(const struct template *t, struct worker *w);
+/* Send a message. 0 or -errno. */
+int worker_send(struct worker *w, const struct worker_msg *m);
+/* Receive the next message within timeout_ms (-1: no limit); a passed fd
+ * lands in w->term_fd. 0, -ETIMEDOUT, -EPIPE (the worker is gone) or
+ * -EPROTO (a malformed message). */
+int worker_recv(struct worker *w, struct worker_msg *m, int timeout_ms);
+/* Wait for a message of the given type, skipping none: anything else is
+ * -EPROTO (with m holding it). */
+int worker_expect(struct worker *w, uint32_t type, struct worker_msg *m,
+		  int timeout_ms);
+/* End the worker: close the control socket (it stops its VM and exits),
+ * then reap it; SIGKILL after timeout_ms. Accepts an unspawned worker. */
+void worker_destroy(struct worker *w, int timeout_ms);
+
+uint64_t worker_now_ns(void);
+
+#endif
