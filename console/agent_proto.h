@@ -22,6 +22,8 @@ enum agent_msg_type {
 	AGENT_MSG_LOG = 3,	/* guest: a line for the VMM's log; payload: text */
 	AGENT_MSG_IDENTITY = 4,	/* host: who this clone is; payload: identity TLVs */
 	AGENT_MSG_ACK = 5,	/* guest: identity applied; payload: u8 0 = ok, then text */
+	AGENT_MSG_TIME = 6,	/* host: set the clock (after a resume); payload:
+				 * u64 seconds, u32 nanoseconds (LE) */
 	AGENT_MSG_MAX
 };
 

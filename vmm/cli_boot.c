@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -18,6 +19,7 @@
 #include "config/config.h"
 #include "console/term.h"
 #include "vmm/template.h"
+#include "vmm/worker.h"
 #include "vmm/vm.h"
 
 static int write_all(int fd, const uint8_t *buf, size_t len)
@@ -43,8 +45,11 @@ static void usage(void)
 		"       clone run [-c clone.ini] [-u USER] [--uid N] [-v]\n"
 		"boot: cold-boot the guest image with its console here.\n"
 		"template: build (or check) the warm template snapshot.\n"
-		"run: a copy-on-write clone of the template for USER.\n"
-		"Ctrl-] ends a console session.\n");
+		"run: a copy-on-write clone of the template for USER, in its "
+		"own worker process.\n"
+		"Ctrl-] ends a console session; in run, Ctrl-] z pauses the "
+		"VM for a second\nand Ctrl-] s suspends it to disk and "
+		"resumes it in a new worker.\n");
 }
 
 static void print_stats(struct vm *vm)
@@ -315,17 +320,87 @@ int vmm_cmd_template(int argc, char **argv)
 	return r < 0 ? 1 : 0;
 }
 
+/* A worker from t made ready for go. 0 or -errno (logged). */
+static int ready_worker(const struct template *t, struct worker *w)
+{
+	struct worker_msg m = { 0 };
+	int r = worker_spawn(t, w);
+
+	if (r == 0)
+		r = worker_expect(w, WORKER_READY, &m, 60000);
+	if (r < 0) {
+		log_warnx("VM worker: %s %s", strerror(-r), m.text);
+		worker_destroy(w, 1000);
+	}
+	return r;
+}
+
+/* Ctrl-] z: a pause of one second and a resume, from RAM. */
+static int cmd_pause(struct worker *w)
+{
+	struct worker_msg m = { .type = WORKER_PAUSE };
+	uint64_t t0;
+
+	if (worker_send(w, &m) < 0 ||
+	    worker_expect(w, WORKER_PAUSED, &m, 10000) < 0)
+		return -1;
+	log_info("VM paused");
+	sleep(1);
+	m = (struct worker_msg){ .type = WORKER_RESUME };
+	t0 = worker_now_ns();
+	if (worker_send(w, &m) < 0 ||
+	    worker_expect(w, WORKER_RESUMED, &m, 10000) < 0)
+		return -1;
+	log_info("VM resumed from RAM in %.3f ms", (double)(m.a - t0) / 1e6);
+	return 0;
+}
+
+/* Ctrl-] s: suspend to disk (the worker exits), resume in a new one. */
+static int cmd_suspend(const struct template *t, struct worker *w,
+		       const char *dir)
+{
+	struct worker_msg m = { .type = WORKER_SUSPEND };
+	struct worker nw;
+	uint64_t t0;
+
+	snprintf(m.text, sizeof(m.text), "%.159s", dir);
+	if (worker_send(w, &m) < 0 ||
+	    worker_expect(w, WORKER_SUSPENDED, &m, 60000) < 0) {
+		log_warnx("suspend failed: %s", m.text);
+		return -1;
+	}
+	log_info("VM suspended to %s (%llu private pages); worker gone", dir,
+		 (unsigned long long)m.a);
+	worker_destroy(w, 5000);
+	if (ready_worker(t, &nw) < 0)
+		return -1;
+	m = (struct worker_msg){ .type = WORKER_GO_RESUME };
+	snprintf(m.text, sizeof(m.text), "%.159s", dir);
+	t0 = worker_now_ns();
+	if (worker_send(&nw, &m) < 0 ||
+	    worker_expect(&nw, WORKER_STARTED, &m, 60000) < 0) {
+		log_warnx("resume failed: %s", m.text);
+		worker_destroy(&nw, 1000);
+		return -1;
+	}
+	log_info("VM resumed from disk in %.3f ms", (double)(m.a - t0) / 1e6);
+	*w = nw;
+	return 0;
+}
+
 int vmm_cmd_run(int argc, char **argv)
 {
 	struct cli_opts o = { .user = "root" };
 	struct cfg cfg = { 0 };
 	struct template *t = NULL;
-	struct vm *vm = NULL;
+	struct worker w = { .pid = -1, .ctl = -1, .term_fd = -1 };
+	struct worker_msg m = { .type = WORKER_GO };
+	struct console_term term = { .fd = -1 };
 	struct vm_config vc;
-	struct agent_identity id;
-	char err[CFG_ERRLEN], home[64];
-	int r, tfd = -1, status = 1;
-	uint16_t rows, cols;
+	char err[CFG_ERRLEN], home[64], dir[300];
+	bool escape = false, in_open = true;
+	int r, status = 1;
+	uint64_t t0;
 
 	r = parse_opts(argc, argv, &o);
 	if (r)
@@ -338,12 +413,19 @@ int vmm_cmd_run(int argc, char **argv)
 		snprintf(home, sizeof(home), "/home/%s", o.user);
 	if (!o.uid && strcmp(o.user, "root") != 0)
 		o.uid = 1000;
-	r = vm_identity_make(&id, o.user, o.uid, home, o.user);
-	if (r < 0) {
+	if (vm_identity_make(&m.id, o.user, o.uid, home, o.user) < 0) {
 		log_warnx("user '%s' (uid %u): not a valid identity", o.user,
 			  o.uid);
 		goto out;
 	}
+	snprintf(dir, sizeof(dir), "%s/suspended", cfg.server.state_dir);
+	mkdir(dir, 0700);
+	if (snprintf(dir, sizeof(dir), "%s/suspended/%s",
+		     cfg.server.state_dir, o.user) >= 160) {
+		log_warnx("%s: state_dir path too long", dir);
+		goto out;
+	}
+	mkdir(dir, 0700);
 	vc = vm_config_of(&cfg, false);
 	vc.serial = false;
 	r = template_open(&vc, cfg.server.state_dir, &t, err, sizeof(err));
@@ -351,26 +433,97 @@ int vmm_cmd_run(int argc, char **argv)
 		log_warnx("%s", err);
 		goto out;
 	}
-	r = template_clone(t, &id, &vm, &tfd, err, sizeof(err));
-	if (r < 0) {
-		log_warnx("%s", err);
+	if (ready_worker(t, &w) < 0)
+		goto out;
+	t0 = worker_now_ns();
+	r = worker_send(&w, &m);
+	if (r == 0)
+		r = worker_expect(&w, WORKER_STARTED, &m, 60000);
+	if (r < 0 || w.term_fd < 0) {
+		log_warnx("clone failed: %s", r < 0 ? strerror(-r) : "no terminal");
 		goto out;
 	}
-	if (console_size(STDIN_FILENO, &rows, &cols) == 0)
-		vm_resize(vm, 0, rows, cols);
-	r = vm_start(vm);
-	if (r < 0) {
-		log_warnx("starting the clone: %s", strerror(-r));
-		goto out;
+	log_info("clone of template %s running for %s (%.3f ms to first vCPU "
+		 "entry); Ctrl-] ends it, Ctrl-] z pauses, Ctrl-] s suspends "
+		 "to disk", t->key, o.user, (double)(m.a - t0) / 1e6);
+	console_raw(&term, STDIN_FILENO);
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
+			{ .fd = w.term_fd, .events = POLLIN },
+			{ .fd = w.ctl, .events = POLLIN },
+		};
+		uint8_t buf[4096];
+		ssize_t n;
+
+		if (poll(p, 3, -1) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents) {
+			uint8_t *b = buf;
+			bool quit = false;
+
+			n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (n <= 0)
+				in_open = false;
+			while (n > 0 && !quit) {
+				long e;
+
+				if (escape) {
+					/* The byte after Ctrl-] is a command. */
+					escape = false;
+					if (!((*b == 'z' && cmd_pause(&w) == 0) ||
+					      (*b == 's' &&
+					       cmd_suspend(t, &w, dir) == 0)))
+						quit = true;
+					b++;
+					n--;
+					continue;
+				}
+				e = console_escape_at(b, (size_t)n);
+				if (e < 0) {
+					if (write_all(w.term_fd, b, (size_t)n) < 0)
+						quit = true;
+					break;
+				}
+				if (e && write_all(w.term_fd, b, (size_t)e) < 0)
+					quit = true;
+				escape = true;
+				b += e + 1;
+				n -= e + 1;
+			}
+			if (quit) {
+				status = 0;
+				break;
+			}
+		}
+		if (p[1].revents) {
+			n = read(w.term_fd, buf, sizeof(buf));
+			if (n <= 0 || write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
+				break;
+		}
+		if (p[2].revents) {
+			r = worker_recv(&w, &m, 0);
+			if (r < 0) {
+				log_warnx("VM worker gone: %s", strerror(-r));
+				break;
+			}
+			if (m.type == WORKER_ACKED)
+				log_info("guest identity applied %.1f ms after "
+					 "start", (double)m.a / 1e6);
+			if (m.type == WORKER_EXITED) {
+				log_info("VM ended: %s", m.text);
+				status = m.a == VM_EXIT_POWEROFF ||
+					 m.a == VM_EXIT_REBOOT ? 0 : 1;
+				break;
+			}
+		}
 	}
-	log_info("clone of template %s running for %s; Ctrl-] ends it",
-		 t->key, o.user);
-	status = console_session(vm, tfd);
+	console_restore(&term);
+	if (status == 0 && escape == false)
+		log_info("session ended; VM stopped");
 out:
-	sodium_memzero(&id, sizeof(id));
-	if (tfd >= 0)
-		close(tfd);
-	vm_free(vm);
+	sodium_memzero(&m, sizeof(m));
+	worker_destroy(&w, 5000);
 	template_close(t);
 	cfg_free(&cfg);
 	return status;

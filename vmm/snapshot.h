@@ -77,4 +77,16 @@ int snapshot_write(const char *dir, const struct vm_snapshot *snap,
 int snapshot_read(const char *dir, struct vm_snapshot *snap, int *mem_fd,
 		  char *err, size_t errlen);
 
+/* A suspended clone: its state and only the pages it owns (those that
+ * differ from the template), as dir/state and dir/pages. idx lists page
+ * numbers of guest RAM. 0 or -errno. */
+int snapshot_write_pages(const char *dir, const struct vm_snapshot *snap,
+			 const uint8_t *mem, const uint64_t *idx, size_t n);
+/* Read dir/state into snap and lay dir/pages over mem (the clone's private
+ * mapping of the template, mem_size bytes), after checking both. 0 or
+ * -errno with err set (-EBADMSG: corrupt). */
+int snapshot_read_pages(const char *dir, struct vm_snapshot *snap,
+			uint8_t *mem, uint64_t mem_size, char *err,
+			size_t errlen);
+
 #endif

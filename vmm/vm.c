@@ -65,6 +65,7 @@ struct vm {
 	char detail[256];
 	bool agent_ready;
 	bool have_identity, identity_sent, identity_acked;
+	bool time_sync;			/* tell the agent the time at start */
 	struct agent_identity identity;
 	int power_intent;		/* -1, or AGENT_POWER_* the agent announced */
 	struct vm_stats stats;
@@ -788,6 +789,23 @@ static void send_identity(struct vm *vm)
 	sodium_memzero(frame, sizeof(frame));
 }
 
+/* The guest's clock stood still while it was on disk: set it. */
+static void send_time(struct vm *vm)
+{
+	uint8_t p[12], frame[AGENT_HDR_LEN + sizeof(p)];
+	struct timespec ts;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)((uint64_t)ts.tv_sec >> (8 * i));
+	for (int i = 0; i < 4; i++)
+		p[8 + i] = (uint8_t)((uint32_t)ts.tv_nsec >> (8 * i));
+	n = agent_encode(AGENT_MSG_TIME, p, sizeof(p), frame, sizeof(frame));
+	if (n < 0 || send(vm->agent_fd, frame, (size_t)n, MSG_NOSIGNAL) != n)
+		log_warnx("agent: could not send the time");
+}
+
 static void agent_message(struct vm *vm, const struct agent_msg *m)
 {
 	switch ((enum agent_msg_type)m->type) {
@@ -830,6 +848,7 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 		notify_owner(vm);
 		return;
 	case AGENT_MSG_IDENTITY:
+	case AGENT_MSG_TIME:
 	case AGENT_MSG_LOG:
 		log_info("guest: %.*s", (int)(m->len > 200 ? 200 : m->len),
 			 m->payload);
@@ -918,6 +937,8 @@ int vm_start(struct vm *vm)
 		return -errno;
 	clock_gettime(CLOCK_MONOTONIC, &vm->started);
 	vm->state = VM_RUNNING;
+	if (vm->time_sync)
+		send_time(vm);
 	r = pthread_create(&vm->io_thread, NULL, io_main, vm);
 	if (r)
 		return -r;
@@ -1317,6 +1338,26 @@ out:
 	return r;
 }
 
+/* Machine, vCPU and device state from snap onto this VM (not yet run). */
+static int restore_state(struct vm *vm, const struct vm_snapshot *snap,
+			 char *err, size_t errlen)
+{
+	int r = restore_machine(vm, snap);
+
+	if (r == 0)
+		r = restore_cpu(vm, &snap->cpu);
+	if (r < 0) {
+		snprintf(err, errlen, "restoring the machine state: %s",
+			 strerror(-r));
+		return r;
+	}
+	r = vcon_restore(&vm->con, &snap->con);
+	if (r < 0)
+		snprintf(err, errlen, "restoring the console device: %s",
+			 strerror(-r));
+	return r;
+}
+
 int vm_restore_setup(struct vm *vm, const struct vm_snapshot *snap,
 		     int mem_fd, char *err, size_t errlen)
 {
@@ -1351,23 +1392,132 @@ int vm_restore_setup(struct vm *vm, const struct vm_snapshot *snap,
 		return r;
 	}
 	r = setup_cpuid(vm);
-	if (r == 0)
-		r = restore_machine(vm, snap);
-	if (r == 0)
-		r = restore_cpu(vm, &snap->cpu);
 	if (r < 0) {
-		snprintf(err, errlen, "restoring the machine state: %s",
-			 strerror(-r));
+		snprintf(err, errlen, "CPUID set-up: %s", strerror(-r));
 		return r;
 	}
-	r = vcon_restore(&vm->con, &snap->con);
-	if (r < 0) {
-		snprintf(err, errlen, "restoring the console device: %s",
-			 strerror(-r));
+	r = restore_state(vm, snap, err, errlen);
+	if (r < 0)
 		return r;
-	}
 	/* The template was taken with its agent ready and waiting. */
 	vm->agent_ready = true;
 	return 0;
 }
 
+
+/* Pages of guest RAM this process owns privately: written since the
+ * template was mapped (or swapped out). /proc/self/pagemap: bit 63
+ * present, 62 swapped, 61 file page or shared. */
+static int private_pages(const struct vm *vm, uint64_t **out, size_t *n)
+{
+	uint64_t npages = vm->mem.size / 4096, *idx, buf[512];
+	uintptr_t base = (uintptr_t)vm->mem.host / 4096;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	*n = 0;
+	if (fd < 0)
+		return -errno;
+	idx = malloc(npages * sizeof(*idx) + 1);
+	if (!idx) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (uint64_t p = 0; p < npages; p += 512) {
+		uint64_t cnt = npages - p < 512 ? npages - p : 512;
+		ssize_t got = pread(fd, buf, cnt * 8, (off_t)((base + p) * 8));
+
+		if (got != (ssize_t)(cnt * 8)) {
+			free(idx);
+			close(fd);
+			return -EIO;
+		}
+		for (uint64_t i = 0; i < cnt; i++)
+			if ((buf[i] >> 62 & 1) ||
+			    ((buf[i] >> 63 & 1) && !(buf[i] >> 61 & 1)))
+				idx[(*n)++] = p + i;
+	}
+	close(fd);
+	*out = idx;
+	return 0;
+}
+
+int vm_suspend_to_disk(struct vm *vm, const char *dir, uint64_t *pages,
+		       char *err, size_t errlen)
+{
+	struct vm_snapshot *snap = calloc(1, sizeof(*snap));
+	uint64_t *idx = NULL;
+	size_t n = 0;
+	int r = -ENOMEM;
+
+	if (!snap) {
+		snprintf(err, errlen, "out of memory");
+		return r;
+	}
+	for (int tries = 0;; tries++) {
+		r = vm_pause(vm);
+		if (r < 0) {
+			snprintf(err, errlen, "the VM stopped: %s",
+				 vm_exit_detail(vm));
+			goto out;
+		}
+		vcon_lock(&vm->con);
+		r = vcon_save(&vm->con, &snap->con);
+		if (r != -EBUSY)
+			break;
+		vcon_unlock(&vm->con);
+		vm_resume(vm);
+		if (tries == 100) {
+			snprintf(err, errlen, "console never went quiet");
+			goto out;
+		}
+		usleep(10000);
+	}
+	snap->mem_size = vm->mem.size;
+	snap->pvm = vm->pvm;
+	r = capture_machine(vm, snap);
+	if (r == 0)
+		r = capture_cpu(vm, &snap->cpu);
+	if (r == 0)
+		r = private_pages(vm, &idx, &n);
+	if (r < 0)
+		snprintf(err, errlen, "reading the machine state: %s",
+			 strerror(-r));
+	else if ((r = snapshot_write_pages(dir, snap, vm->mem.host, idx,
+					   n)) < 0)
+		snprintf(err, errlen, "writing %s: %s", dir, strerror(-r));
+	vcon_unlock(&vm->con);
+	if (pages)
+		*pages = n;
+out:
+	free(idx);
+	free(snap);
+	return r;
+}
+
+int vm_resume_disk_setup(struct vm *vm, const char *dir, char *err,
+			 size_t errlen)
+{
+	struct vm_snapshot *snap = calloc(1, sizeof(*snap));
+	int r;
+
+	if (!snap) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (!vm->mem.host) {
+		free(snap);
+		snprintf(err, errlen, "no template mapped");
+		return -EINVAL;
+	}
+	r = snapshot_read_pages(dir, snap, vm->mem.host, vm->mem.size, err,
+				errlen);
+	if (r == 0)
+		r = restore_state(vm, snap, err, errlen);
+	if (r == 0) {
+		vm->agent_ready = true;
+		vm->identity_sent = vm->identity_acked = true;
+		vm->time_sync = true;
+	}
+	free(snap);
+	return r;
+}

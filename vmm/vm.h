@@ -77,6 +77,17 @@ uint64_t vm_wait_running(struct vm *vm);
  * left paused. 0 or -errno with err set. */
 int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen);
 
+/* Suspend to disk: pause, then write the state and only the pages this
+ * clone owns (those differing from the template) into dir. The VM stays
+ * paused; free it after. *pages gets the number of pages written. */
+int vm_suspend_to_disk(struct vm *vm, const char *dir, uint64_t *pages,
+		       char *err, size_t errlen);
+/* On a VM set up from the same template (vm_restore_setup), not yet run:
+ * lay the suspended pages over the template and restore that state. The
+ * agent gets the time when the VM starts. 0 or -errno with err set. */
+int vm_resume_disk_setup(struct vm *vm, const char *dir, char *err,
+			 size_t errlen);
+
 /* Attach a terminal port: nr 0 is the guest's console (hvc0), others are
  * further terminals (hvcN). Returns the host end of a socket pair the
  * caller owns (bytes to and from the guest), or -errno. Before vm_start. */

@@ -151,8 +151,10 @@ static int wait_go(int ctl, struct worker_msg *m)
 	do
 		n = recv(ctl, m, sizeof(*m), 0);
 	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(*m) || m->type != WORKER_GO)
+	if (n != (ssize_t)sizeof(*m) ||
+	    (m->type != WORKER_GO && m->type != WORKER_GO_RESUME))
 		return -1;
+	m->text[sizeof(m->text) - 1] = 0;
 	return 0;
 }
 
@@ -205,6 +207,20 @@ static int run_vm(int ctl, struct vm *vm)
 			vm_resume(vm);
 			reply(ctl, WORKER_RESUMED, vm_wait_running(vm), NULL);
 			break;
+		case WORKER_SUSPEND: {
+			char err[256];
+			uint64_t pages = 0;
+
+			m.text[sizeof(m.text) - 1] = 0;
+			if (vm_suspend_to_disk(vm, m.text, &pages, err,
+					       sizeof(err)) < 0) {
+				reply(ctl, WORKER_FAILED, 0, err);
+				vm_resume(vm);
+				break;
+			}
+			reply(ctl, WORKER_SUSPENDED, pages, NULL);
+			return 0;
+		}
 		default:
 			reply(ctl, WORKER_FAILED, 0, "unexpected request");
 			break;
@@ -246,12 +262,15 @@ static int worker_main(const struct template *t, int ctl)
 	reply(ctl, WORKER_READY, worker_now_ns() - t0, NULL);
 	if (wait_go(ctl, &m) < 0)
 		return 0;
-	r = vm_set_identity(vm, &m.id);
+	if (m.type == WORKER_GO_RESUME)
+		r = vm_resume_disk_setup(vm, m.text, err, sizeof(err));
+	else if ((r = vm_set_identity(vm, &m.id)) < 0)
+		snprintf(err, sizeof(err), "identity: %s", strerror(-r));
 	sodium_memzero(&m, sizeof(m));
-	if (r == 0)
-		r = vm_start(vm);
+	if (r == 0 && (r = vm_start(vm)) < 0)
+		snprintf(err, sizeof(err), "start: %s", strerror(-r));
 	if (r < 0) {
-		reply(ctl, WORKER_FAILED, 0, strerror(-r));
+		reply(ctl, WORKER_FAILED, 0, err);
 		return 1;
 	}
 	vm_get_stats(vm, &st);

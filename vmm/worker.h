@@ -25,6 +25,10 @@ enum worker_msg_type {
 	WORKER_PAUSED,		/* worker: stopped */
 	WORKER_RESUME,		/* parent: run again */
 	WORKER_RESUMED,		/* worker: running (a = vCPU back in KVM_RUN) */
+	WORKER_SUSPEND,		/* parent: to disk, into directory text */
+	WORKER_SUSPENDED,	/* worker: written (a = pages); it then exits */
+	WORKER_GO_RESUME,	/* parent: instead of go, resume from directory
+				 * text (a VM suspended from this template) */
 	WORKER_EXITED,		/* worker: the VM ended; text says why */
 	WORKER_FAILED,		/* worker: could not do what was asked; text */
 };

@@ -356,6 +356,22 @@ static bool host_input(int port, struct agent_dec *dec, pid_t *shell,
 		}
 		if (r == 0)
 			break;
+		if (msg.type == AGENT_MSG_TIME && msg.len == 12) {
+			/* Resumed from disk: the clock stood still meanwhile. */
+			struct timespec ts = { 0 };
+			uint64_t sec = 0;
+			uint32_t nsec = 0;
+
+			for (int i = 7; i >= 0; i--)
+				sec = sec << 8 | msg.payload[i];
+			for (int i = 11; i >= 8; i--)
+				nsec = nsec << 8 | msg.payload[i];
+			ts.tv_sec = (time_t)sec;
+			ts.tv_nsec = nsec < 1000000000U ? (long)nsec : 0;
+			if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+				say("setting the clock: %s", strerror(errno));
+			continue;
+		}
 		if (msg.type != AGENT_MSG_IDENTITY || *shell > 0) {
 			say("unexpected message %u", msg.type);
 			continue;
