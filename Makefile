@@ -64,8 +64,10 @@ check: all guest
 	@$(MAKE) --no-print-directory SAN=1 unit
 	@python3 tests/integration/run.py
 
+# Benchmarks (not tests): BENCH_ARGS=--write-docs updates docs/benchmarks.md.
 bench: all guest
-	@python3 tests/bench/boot.py
+	@python3 tests/bench/boot.py $(BENCH_ARGS)
+	@python3 tests/bench/clone.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build

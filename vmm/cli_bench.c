@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -299,6 +300,41 @@ int vmm_cmd_bench_clones(int argc, char **argv)
 			res[nres++] = m.a - t0;
 		}
 		printf("resume_ram_p50_ms=%.3f\n", pct_ms(res, nres, 0.5));
+		fflush(stdout);
+
+		/* Suspend to disk (that worker exits) and resume in a fresh
+		 * pool worker: request to the first vCPU entry. */
+		nres = 0;
+		for (unsigned i = 0; i < idle && i < 20; i++) {
+			struct worker_msg m = { .type = WORKER_SUSPEND };
+			struct worker nw;
+			char dir[160];
+			uint64_t t0;
+
+			snprintf(dir, sizeof(dir), "%s/suspended",
+				 cfg.server.state_dir);
+			mkdir(dir, 0700);
+			snprintf(dir, sizeof(dir), "%s/suspended/bench%u",
+				 cfg.server.state_dir, i);
+			mkdir(dir, 0700);
+			snprintf(m.text, sizeof(m.text), "%s", dir);
+			if (worker_send(&ws[i], &m) < 0 ||
+			    worker_expect(&ws[i], WORKER_SUSPENDED, &m,
+					  TIMEOUT_MS) < 0)
+				continue;
+			worker_destroy(&ws[i], 5000);
+			if (ready_worker(t, &nw) < 0)
+				continue;
+			m = (struct worker_msg){ .type = WORKER_GO_RESUME };
+			snprintf(m.text, sizeof(m.text), "%s", dir);
+			t0 = worker_now_ns();
+			if (worker_send(&nw, &m) == 0 &&
+			    worker_expect(&nw, WORKER_STARTED, &m,
+					  TIMEOUT_MS) == 0)
+				res[nres++] = m.a - t0;
+			ws[i] = nw;
+		}
+		printf("resume_disk_p50_ms=%.3f\n", pct_ms(res, nres, 0.5));
 	}
 	status = 0;
 out:

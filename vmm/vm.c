@@ -843,8 +843,10 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 		vm->identity_acked = true;
 		vm->stats.ack_ns = since_start(vm);
 		pthread_mutex_unlock(&vm->lock);
-		log_info("guest identity applied %.1f ms after start",
-			 (double)vm->stats.ack_ns / 1e6);
+		log_info("guest identity applied %.1f ms after start (guest: "
+			 "%.*s)", (double)vm->stats.ack_ns / 1e6,
+			 m->len > 1 ? (int)(m->len > 64 ? 63 : m->len - 1) : 0,
+			 m->payload + 1);
 		notify_owner(vm);
 		return;
 	case AGENT_MSG_IDENTITY:

@@ -14,6 +14,13 @@ GUEST = os.path.join(TOP, "build", "guest")
 KERNEL = os.path.join(GUEST, "vmlinux")
 INITRD = os.path.join(GUEST, "initramfs.cpio")
 
+# Where the tests keep their template: outside the checkout, so that a
+# second run on the same machine reuses it (a cold boot is paid once).
+STATE = os.environ.get("CLONE_TEST_STATE") or os.path.join(
+    os.environ.get("CLONE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+        "clone"), "test-state")
+
 # Cold boots on PVM take tens of seconds (shared/notes/pvm.md).
 BOOT_TIMEOUT = float(os.environ.get("CLONE_BOOT_TIMEOUT", "180"))
 
@@ -30,12 +37,15 @@ def need_kvm():
             raise AssertionError(f"{f} missing: run 'make' and 'make guest'")
 
 
-def write_config(tmpdir, **template):
-    """A clone.ini for the test's VM; keyword arguments override [template]."""
+def write_config(tmpdir, state_dir=None, **template):
+    """A clone.ini for the test's VM; keyword arguments override [template].
+    The state directory (templates, suspended VMs) is the shared one unless
+    given."""
     t = {"kernel": KERNEL, "initrd": INITRD, "memory_mb": "256"}
     t.update({k: str(v) for k, v in template.items()})
     path = os.path.join(tmpdir, "clone.ini")
     with open(path, "w") as f:
+        f.write(f"[server]\nstate_dir = {state_dir or STATE}\n")
         f.write("[template]\n")
         for k, v in t.items():
             f.write(f"{k} = {v}\n")
@@ -91,9 +101,10 @@ class Output:
 
 
 class BootSession:
-    """`clone boot` on a real pseudo-terminal, as a person would run it."""
+    """`clone boot` (or another console subcommand) on a real
+    pseudo-terminal, as a person would run it."""
 
-    def __init__(self, config, args=(), rows=24, cols=80):
+    def __init__(self, config, args=(), rows=24, cols=80, command="boot"):
         self.master, slave = os.openpty()
         set_winsize(self.master, rows, cols)
 
@@ -101,7 +112,7 @@ class BootSession:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         self.proc = subprocess.Popen(
-            [CLONE, "boot", "-c", config, *args], stdin=slave, stdout=slave,
+            [CLONE, command, "-c", config, *args], stdin=slave, stdout=slave,
             stderr=subprocess.PIPE, start_new_session=True, preexec_fn=ctty)
         os.close(slave)
         self.out = Output(self.master)
@@ -150,3 +161,23 @@ def run_boot(config, *args, timeout=60, env=None):
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout, env=env)
     return p.returncode, p.stderr.decode("utf-8", "replace")
+
+
+def run_session(config, user, rows=24, cols=80):
+    """`clone run -u USER` on a pty, waited on until the user's shell is
+    starting (the agent acknowledged the identity)."""
+    os.makedirs(STATE, exist_ok=True)
+    s = BootSession(config, ["-u", user], rows, cols, command="run")
+    try:
+        s.err.expect(r"guest identity applied", BOOT_TIMEOUT)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def clone_cmd(config, *args, timeout=BOOT_TIMEOUT):
+    """Run a clone subcommand without a terminal; (status, stdout, stderr)."""
+    p = subprocess.run([CLONE, *args, "-c", config], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
