@@ -37,22 +37,17 @@ static double pct_ms(uint64_t *v, unsigned n, double p)
 	return (double)v[i] / 1e6;
 }
 
-static uint64_t restore_ns[100000];
-static unsigned nrestore;
+static uint64_t *restore_ns;
+static unsigned nrestore, maxrestore;
 
-/* A worker spawned and ready for go. */
+/* A worker spawned and ready for go; its restore time recorded. */
 static int ready_worker(const struct template *t, struct worker *w)
 {
-	struct worker_msg m = { 0 };
-	int r = worker_spawn(t, w);
+	uint64_t ns = 0;
+	int r = worker_spawn_ready(t, w, &ns);
 
-	if (r == 0)
-		r = worker_expect(w, WORKER_READY, &m, TIMEOUT_MS);
-	if (r == 0 && nrestore < sizeof(restore_ns) / sizeof(restore_ns[0]))
-		restore_ns[nrestore++] = m.a;
-	if (r < 0)
-		log_warnx("worker: %s%s%s", strerror(-r), m.text[0] ? ": " : "",
-			  r == -EPROTO ? m.text : "");
+	if (r == 0 && nrestore < maxrestore)
+		restore_ns[nrestore++] = ns;
 	return r;
 }
 
@@ -212,11 +207,13 @@ int vmm_cmd_bench_clones(int argc, char **argv)
 
 	/* Latency: request (go) to the clone's first vCPU entry, with the
 	 * next worker made ready ahead, as the server's pool does. */
+	maxrestore = cycles + n + 2 * idle + 1;
+	restore_ns = calloc(maxrestore, sizeof(*restore_ns));
 	lat = calloc(n + 1, sizeof(*lat));
 	ready = calloc(n + 1, sizeof(*ready));
 	res = calloc(idle + 1, sizeof(*res));
 	ws = calloc(idle + 1, sizeof(*ws));
-	if (!lat || !ready || !res || !ws)
+	if (!lat || !ready || !res || !ws || !restore_ns)
 		goto out;
 	for (unsigned i = 0; i < n; i++) {
 		struct worker w;
@@ -343,6 +340,7 @@ out:
 			if (ws[i].pid > 0)
 				worker_destroy(&ws[i], 5000);
 	free(ws);
+	free(restore_ns);
 	free(lat);
 	free(ready);
 	free(res);

@@ -320,21 +320,6 @@ int vmm_cmd_template(int argc, char **argv)
 	return r < 0 ? 1 : 0;
 }
 
-/* A worker from t made ready for go. 0 or -errno (logged). */
-static int ready_worker(const struct template *t, struct worker *w)
-{
-	struct worker_msg m = { 0 };
-	int r = worker_spawn(t, w);
-
-	if (r == 0)
-		r = worker_expect(w, WORKER_READY, &m, 60000);
-	if (r < 0) {
-		log_warnx("VM worker: %s %s", strerror(-r), m.text);
-		worker_destroy(w, 1000);
-	}
-	return r;
-}
-
 /* Ctrl-] z: a pause of one second and a resume, from RAM. */
 static int cmd_pause(struct worker *w)
 {
@@ -372,7 +357,7 @@ static int cmd_suspend(const struct template *t, struct worker *w,
 	log_info("VM suspended to %s (%llu private pages); worker gone", dir,
 		 (unsigned long long)m.a);
 	worker_destroy(w, 5000);
-	if (ready_worker(t, &nw) < 0)
+	if (worker_spawn_ready(t, &nw, NULL) < 0)
 		return -1;
 	m = (struct worker_msg){ .type = WORKER_GO_RESUME };
 	snprintf(m.text, sizeof(m.text), "%.159s", dir);
@@ -433,7 +418,7 @@ int vmm_cmd_run(int argc, char **argv)
 		log_warnx("%s", err);
 		goto out;
 	}
-	if (ready_worker(t, &w) < 0)
+	if (worker_spawn_ready(t, &w, NULL) < 0)
 		goto out;
 	t0 = worker_now_ns();
 	r = worker_send(&w, &m);

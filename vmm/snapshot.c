@@ -87,63 +87,73 @@ static int sync_close(int fd)
 	return r;
 }
 
+/* dir/state, atomically: the header (mem_hash already set) and snap. Its
+ * presence marks a complete snapshot, so it is written last. */
+static int write_state(const char *dir, struct snap_header *hdr,
+		       const struct vm_snapshot *snap)
+{
+	char tmp[4096], path[4096];
+	int fd, r;
+
+	memcpy(hdr->magic, MAGIC, sizeof(hdr->magic));
+	hdr->version = SNAPSHOT_VERSION;
+	hdr->body_len = sizeof(*snap);
+	hdr->mem_size = snap->mem_size;
+	crypto_generichash(hdr->body_hash, SNAPSHOT_HASH_LEN,
+			   (const uint8_t *)snap, sizeof(*snap), NULL, 0);
+	snprintf(tmp, sizeof(tmp), "%s/state.tmp", dir);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	r = write_all(fd, hdr, sizeof(*hdr), 0);
+	if (r == 0)
+		r = write_all(fd, snap, sizeof(*snap), sizeof(*hdr));
+	if (r == 0)
+		r = sync_close(fd);
+	else
+		close(fd);
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
 int snapshot_write(const char *dir, const struct vm_snapshot *snap,
 		   const uint8_t *mem)
 {
-	char mtmp[4096], stmp[4096], mpath[4096], spath[4096];
-	struct snap_header hdr = { .version = SNAPSHOT_VERSION,
-				   .body_len = sizeof(*snap),
-				   .mem_size = snap->mem_size };
-	int mfd = -1, sfd = -1, dfd, r;
+	char tmp[4096], path[4096];
+	struct snap_header hdr = { 0 };
+	int fd, dfd, r;
 
-	memcpy(hdr.magic, MAGIC, sizeof(hdr.magic));
-	snprintf(mtmp, sizeof(mtmp), "%s/memory.tmp", dir);
-	snprintf(stmp, sizeof(stmp), "%s/state.tmp", dir);
-	snprintf(mpath, sizeof(mpath), "%s/memory", dir);
-	snprintf(spath, sizeof(spath), "%s/state", dir);
-	unlink(spath);		/* no state, no snapshot, until we are done */
-
-	mfd = open(mtmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (mfd < 0)
+	snprintf(tmp, sizeof(tmp), "%s/memory.tmp", dir);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	unlink(path);		/* no state, no snapshot, until we are done */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
 		return -errno;
-	r = write_memory(mfd, mem, snap->mem_size, hdr.mem_hash);
+	r = write_memory(fd, mem, snap->mem_size, hdr.mem_hash);
 	if (r == 0)
-		r = sync_close(mfd);
+		r = sync_close(fd);
 	else
-		close(mfd);
-	if (r < 0)
-		goto fail;
-
-	crypto_generichash(hdr.body_hash, SNAPSHOT_HASH_LEN,
-			   (const uint8_t *)snap, sizeof(*snap), NULL, 0);
-	sfd = open(stmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (sfd < 0) {
+		close(fd);
+	snprintf(path, sizeof(path), "%s/memory", dir);
+	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
-		goto fail;
+	if (r < 0) {
+		unlink(tmp);
+		return r;
 	}
-	r = write_all(sfd, &hdr, sizeof(hdr), 0);
-	if (r == 0)
-		r = write_all(sfd, snap, sizeof(*snap), sizeof(hdr));
-	if (r == 0)
-		r = sync_close(sfd);
-	else
-		close(sfd);
+	r = write_state(dir, &hdr, snap);
 	if (r < 0)
-		goto fail;
-	if (rename(mtmp, mpath) < 0 || rename(stmp, spath) < 0) {
-		r = -errno;
-		goto fail;
-	}
+		return r;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		fsync(dfd);
 		close(dfd);
 	}
 	return 0;
-fail:
-	unlink(mtmp);
-	unlink(stmp);
-	return r;
 }
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -243,15 +253,12 @@ int snapshot_write_pages(const char *dir, const struct vm_snapshot *snap,
 	char tmp[4096], path[4096];
 	struct pages_header ph = { .version = SNAPSHOT_VERSION, .count = n,
 				   .mem_size = snap->mem_size };
-	struct snap_header hdr = { .version = SNAPSHOT_VERSION,
-				   .body_len = sizeof(*snap),
-				   .mem_size = snap->mem_size };
+	struct snap_header hdr = { 0 };
 	crypto_generichash_state h;
 	off_t off;
 	int fd, r;
 
 	memcpy(ph.magic, PAGES_MAGIC, 8);
-	memcpy(hdr.magic, MAGIC, 8);
 	for (size_t i = 0; i < n; i++)
 		if (idx[i] >= snap->mem_size / PAGE)
 			return -EINVAL;
@@ -284,25 +291,7 @@ int snapshot_write_pages(const char *dir, const struct vm_snapshot *snap,
 	}
 	/* The state names the pages file by its hash. */
 	memcpy(hdr.mem_hash, ph.hash, SNAPSHOT_HASH_LEN);
-	crypto_generichash(hdr.body_hash, SNAPSHOT_HASH_LEN,
-			   (const uint8_t *)snap, sizeof(*snap), NULL, 0);
-	snprintf(tmp, sizeof(tmp), "%s/state.tmp", dir);
-	snprintf(path, sizeof(path), "%s/state", dir);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	r = write_all(fd, &hdr, sizeof(hdr), 0);
-	if (r == 0)
-		r = write_all(fd, snap, sizeof(*snap), sizeof(hdr));
-	if (r == 0)
-		r = sync_close(fd);
-	else
-		close(fd);
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
+	return write_state(dir, &hdr, snap);
 }
 
 int snapshot_read_pages(const char *dir, struct vm_snapshot *snap,

@@ -1294,21 +1294,20 @@ static int restore_machine(struct vm *vm, const struct vm_snapshot *s)
 	return 0;
 }
 
-int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+/* Pause the VM and read its whole state into snap. On success the console
+ * device is left locked (no device write reaches guest memory) until the
+ * caller has copied what it needs and calls vcon_unlock(). */
+static int capture(struct vm *vm, struct vm_snapshot *snap, char *err,
+		   size_t errlen)
 {
-	struct vm_snapshot *snap = calloc(1, sizeof(*snap));
-	int r = -ENOMEM;
+	int r;
 
-	if (!snap) {
-		snprintf(err, errlen, "out of memory");
-		return r;
-	}
 	for (int tries = 0;; tries++) {
 		r = vm_pause(vm);
 		if (r < 0) {
 			snprintf(err, errlen, "the VM stopped: %s",
 				 vm_exit_detail(vm));
-			goto out;
+			return r;
 		}
 		vcon_lock(&vm->con);
 		r = vcon_save(&vm->con, &snap->con);
@@ -1319,7 +1318,7 @@ int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 		vm_resume(vm);
 		if (tries == 100) {
 			snprintf(err, errlen, "console never went quiet");
-			goto out;
+			return r;
 		}
 		usleep(10000);
 	}
@@ -1328,14 +1327,31 @@ int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 	r = capture_machine(vm, snap);
 	if (r == 0)
 		r = capture_cpu(vm, &snap->cpu);
-	if (r < 0)
+	if (r < 0) {
+		vcon_unlock(&vm->con);
 		snprintf(err, errlen, "reading the machine state: %s",
 			 strerror(-r));
-	else if ((r = snapshot_write(dir, snap, vm->mem.host)) < 0)
-		snprintf(err, errlen, "writing the snapshot to %s: %s", dir,
-			 strerror(-r));
-	vcon_unlock(&vm->con);
-out:
+	}
+	return r;
+}
+
+int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+{
+	struct vm_snapshot *snap = calloc(1, sizeof(*snap));
+	int r;
+
+	if (!snap) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	r = capture(vm, snap, err, errlen);
+	if (r == 0) {
+		r = snapshot_write(dir, snap, vm->mem.host);
+		vcon_unlock(&vm->con);
+		if (r < 0)
+			snprintf(err, errlen, "writing the snapshot to %s: %s",
+				 dir, strerror(-r));
+	}
 	free(snap);
 	return r;
 }
@@ -1449,41 +1465,18 @@ int vm_suspend_to_disk(struct vm *vm, const char *dir, uint64_t *pages,
 	struct vm_snapshot *snap = calloc(1, sizeof(*snap));
 	uint64_t *idx = NULL;
 	size_t n = 0;
-	int r = -ENOMEM;
+	int r;
 
 	if (!snap) {
 		snprintf(err, errlen, "out of memory");
-		return r;
+		return -ENOMEM;
 	}
-	for (int tries = 0;; tries++) {
-		r = vm_pause(vm);
-		if (r < 0) {
-			snprintf(err, errlen, "the VM stopped: %s",
-				 vm_exit_detail(vm));
-			goto out;
-		}
-		vcon_lock(&vm->con);
-		r = vcon_save(&vm->con, &snap->con);
-		if (r != -EBUSY)
-			break;
-		vcon_unlock(&vm->con);
-		vm_resume(vm);
-		if (tries == 100) {
-			snprintf(err, errlen, "console never went quiet");
-			goto out;
-		}
-		usleep(10000);
-	}
-	snap->mem_size = vm->mem.size;
-	snap->pvm = vm->pvm;
-	r = capture_machine(vm, snap);
-	if (r == 0)
-		r = capture_cpu(vm, &snap->cpu);
-	if (r == 0)
-		r = private_pages(vm, &idx, &n);
+	r = capture(vm, snap, err, errlen);
 	if (r < 0)
-		snprintf(err, errlen, "reading the machine state: %s",
-			 strerror(-r));
+		goto out;
+	r = private_pages(vm, &idx, &n);
+	if (r < 0)
+		snprintf(err, errlen, "reading the page map: %s", strerror(-r));
 	else if ((r = snapshot_write_pages(dir, snap, vm->mem.host, idx,
 					   n)) < 0)
 		snprintf(err, errlen, "writing %s: %s", dir, strerror(-r));

@@ -335,3 +335,22 @@ void worker_destroy(struct worker *w, int timeout_ms)
 	}
 	w->pid = -1;
 }
+
+int worker_spawn_ready(const struct template *t, struct worker *w,
+		       uint64_t *restore_ns)
+{
+	struct worker_msg m = { 0 };
+	int r = worker_spawn(t, w);
+
+	if (r == 0)
+		r = worker_expect(w, WORKER_READY, &m, 60000);
+	if (r < 0) {
+		log_warnx("VM worker: %s%s%s", strerror(-r),
+			  m.text[0] ? ": " : "", m.text);
+		worker_destroy(w, 1000);
+		return r;
+	}
+	if (restore_ns)
+		*restore_ns = m.a;
+	return 0;
+}

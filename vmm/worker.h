@@ -50,6 +50,10 @@ struct worker {
 /* Fork a worker for clones of t. It reports WORKER_READY when its VM is
  * created (worker_wait() for it). 0 or -errno. */
 int worker_spawn(const struct template *t, struct worker *w);
+/* worker_spawn() and wait for WORKER_READY; *restore_ns (may be NULL) gets
+ * how long its restore took. 0, or -errno (logged, worker reaped). */
+int worker_spawn_ready(const struct template *t, struct worker *w,
+		       uint64_t *restore_ns);
 /* Send a message. 0 or -errno. */
 int worker_send(struct worker *w, const struct worker_msg *m);
 /* Receive the next message within timeout_ms (-1: no limit); a passed fd
