@@ -11,7 +11,7 @@ SANFLAGS =
 endif
 
 CC ?= cc
-PKGS = libsodium inih
+PKGS = libsodium inih libssh
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wvla -Wundef \
 	-Wimplicit-fallthrough -Wnull-dereference -Wswitch-enum
@@ -22,8 +22,9 @@ LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
 LDLIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 # Every module but the program entry goes into a library the tests link.
-LIB_SRC = $(wildcard common/*.c config/*.c console/*.c vmm/*.c)
-MAIN_SRC = sshd/main.c $(filter-out sshd/main.c,$(wildcard sshd/*.c))
+LIB_SRC = $(wildcard common/*.c config/*.c console/*.c vmm/*.c) \
+	$(filter-out sshd/main.c,$(wildcard sshd/*.c))
+MAIN_SRC = sshd/main.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ = $(MAIN_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)

@@ -273,3 +273,141 @@ int agent_identity_decode(const uint8_t *p, size_t len,
 		return -EBADMSG;
 	return valid_identity(id) ? 0 : -EINVAL;
 }
+
+static bool valid_term(const char *t)
+{
+	size_t len = strlen(t);
+
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((t[i] >= 'a' && t[i] <= 'z') ||
+		      (t[i] >= 'A' && t[i] <= 'Z') ||
+		      (t[i] >= '0' && t[i] <= '9') || t[i] == '.' ||
+		      t[i] == '+' || t[i] == '_' || t[i] == '-'))
+			return false;
+	return true;
+}
+
+static bool valid_spawn(const struct agent_spawn *sp)
+{
+	if (sp->io_port < AGENT_PORT_MIN || sp->io_port > AGENT_PORT_MAX)
+		return false;
+	if (sp->err_port != -1 &&
+	    (sp->pty || sp->err_port < AGENT_PORT_MIN ||
+	     sp->err_port > AGENT_PORT_MAX || sp->err_port == sp->io_port))
+		return false;
+	if (sp->pty && (!sp->rows || !sp->cols))
+		return false;
+	if (sp->in_port != -1 &&
+	    (sp->pty || sp->in_port < AGENT_PORT_MIN ||
+	     sp->in_port > AGENT_PORT_MAX || sp->in_port == sp->io_port ||
+	     sp->in_port == sp->err_port))
+		return false;
+	if (sp->term[0] && !valid_term(sp->term))
+		return false;
+	return strlen(sp->cmd) <= AGENT_CMD_MAX;
+}
+
+int agent_spawn_encode(const struct agent_spawn *sp, uint8_t *out,
+		       size_t outlen)
+{
+	uint8_t u[4], pty[4], port;
+	size_t off = 0;
+	int r = 0;
+
+	if (!valid_spawn(sp))
+		return -EINVAL;
+	le_put(u, sp->session, 4);
+	r |= put(out, outlen, &off, AGENT_SP_SESSION, u, 4);
+	r |= put(out, outlen, &off, AGENT_SP_IO_PORT, &sp->io_port, 1);
+	if (sp->err_port != -1) {
+		port = (uint8_t)sp->err_port;
+		r |= put(out, outlen, &off, AGENT_SP_ERR_PORT, &port, 1);
+	}
+	if (sp->in_port != -1) {
+		port = (uint8_t)sp->in_port;
+		r |= put(out, outlen, &off, AGENT_SP_IN_PORT, &port, 1);
+	}
+	if (sp->pty) {
+		le_put(pty, sp->rows, 2);
+		le_put(pty + 2, sp->cols, 2);
+		r |= put(out, outlen, &off, AGENT_SP_PTY, pty, 4);
+	}
+	if (sp->term[0])
+		r |= put(out, outlen, &off, AGENT_SP_TERM, sp->term,
+			 strlen(sp->term));
+	if (sp->cmd[0])
+		r |= put(out, outlen, &off, AGENT_SP_CMD, sp->cmd,
+			 strlen(sp->cmd));
+	return r ? -EMSGSIZE : (int)off;
+}
+
+int agent_spawn_decode(const uint8_t *p, size_t len, struct agent_spawn *sp)
+{
+	unsigned seen = 0;
+	size_t off = 0;
+
+	memset(sp, 0, sizeof(*sp));
+	sp->err_port = -1;
+	sp->in_port = -1;
+	while (off < len) {
+		uint8_t tag;
+		size_t l;
+		const uint8_t *v;
+
+		if (len - off < 3)
+			return -EBADMSG;
+		tag = p[off];
+		l = (size_t)p[off + 1] | (size_t)p[off + 2] << 8;
+		v = p + off + 3;
+		if (len - off - 3 < l || tag == 0 || tag >= AGENT_SP_MAX ||
+		    (seen & 1U << tag))
+			return -EBADMSG;
+		seen |= 1U << tag;
+		switch ((enum agent_spawn_tag)tag) {
+		case AGENT_SP_SESSION:
+			if (l != 4)
+				return -EINVAL;
+			sp->session = (uint32_t)le_get(v, 4);
+			break;
+		case AGENT_SP_IO_PORT:
+			if (l != 1)
+				return -EINVAL;
+			sp->io_port = v[0];
+			break;
+		case AGENT_SP_ERR_PORT:
+			if (l != 1)
+				return -EINVAL;
+			sp->err_port = v[0];
+			break;
+		case AGENT_SP_IN_PORT:
+			if (l != 1)
+				return -EINVAL;
+			sp->in_port = v[0];
+			break;
+		case AGENT_SP_PTY:
+			if (l != 4)
+				return -EINVAL;
+			sp->pty = 1;
+			sp->rows = (uint16_t)le_get(v, 2);
+			sp->cols = (uint16_t)le_get(v + 2, 2);
+			break;
+		case AGENT_SP_TERM:
+			if (get_str(sp->term, sizeof(sp->term), v, l) < 0)
+				return -EINVAL;
+			break;
+		case AGENT_SP_CMD:
+			if (l == 0 ||
+			    get_str(sp->cmd, sizeof(sp->cmd), v, l) < 0)
+				return -EINVAL;
+			break;
+		case AGENT_SP_MAX:
+			return -EBADMSG;
+		}
+		off += 3 + l;
+	}
+	if (!(seen & 1U << AGENT_SP_SESSION) || !(seen & 1U << AGENT_SP_IO_PORT))
+		return -EBADMSG;
+	return valid_spawn(sp) ? 0 : -EINVAL;
+}

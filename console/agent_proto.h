@@ -24,6 +24,12 @@ enum agent_msg_type {
 	AGENT_MSG_ACK = 5,	/* guest: identity applied; payload: u8 0 = ok, then text */
 	AGENT_MSG_TIME = 6,	/* host: set the clock (after a resume); payload:
 				 * u64 seconds, u32 nanoseconds (LE) */
+	AGENT_MSG_SPAWN = 7,	/* host: run a session; payload: spawn TLVs */
+	AGENT_MSG_EXITED = 8,	/* guest: a session's process ended; payload:
+				 * u32 session, u8 0 = exit code / 1 = signal,
+				 * u8 code or signal number */
+	AGENT_MSG_RESIZE = 9,	/* host: u32 session, u16 rows, u16 cols */
+	AGENT_MSG_SIGNAL = 10,	/* host: u32 session, u8 signal number */
 	AGENT_MSG_MAX
 };
 
@@ -97,6 +103,45 @@ int agent_identity_encode(const struct agent_identity *id, uint8_t *out,
  * -EINVAL (a field out of its allowed form). */
 int agent_identity_decode(const uint8_t *p, size_t len,
 			  struct agent_identity *id);
+/* A session to run as the clone's user: a login shell, or cmd with
+ * `sh -c`; on a pseudo-terminal (pty) or with stdin/stdout on io_port and
+ * stderr on err_port. Ports are virtio-console port numbers, found in the
+ * guest by their names "clone.s<N>". Without a pty, stdin has a port of
+ * its own (in_port): a virtio-console port has no half-close, and the
+ * host closing it is the only EOF the guest can see. */
+enum agent_spawn_tag {
+	AGENT_SP_SESSION = 1,	/* u32, required */
+	AGENT_SP_IO_PORT = 2,	/* u8, required */
+	AGENT_SP_ERR_PORT = 3,	/* u8, not with a pty */
+	AGENT_SP_PTY = 4,	/* u16 rows, u16 cols */
+	AGENT_SP_TERM = 5,	/* TERM, [A-Za-z0-9.+_-], 1..63 */
+	AGENT_SP_CMD = 6,	/* the command, 1..AGENT_CMD_MAX bytes, no NUL */
+	AGENT_SP_IN_PORT = 7,	/* u8, stdin apart (its host side closing is
+				 * EOF), not with a pty */
+	AGENT_SP_MAX
+};
+
+#define AGENT_CMD_MAX 3072
+#define AGENT_PORT_MIN 2
+#define AGENT_PORT_MAX 63
+
+struct agent_spawn {
+	uint32_t session;
+	uint8_t io_port;
+	int err_port;		/* -1: none */
+	int in_port;		/* -1: stdin on io_port */
+	int pty;		/* rows/cols valid */
+	uint16_t rows, cols;
+	char term[64];		/* "" for none */
+	char cmd[AGENT_CMD_MAX + 1];	/* "" for a login shell */
+};
+
+/* Encode/decode a SPAWN payload. Lengths and forms as above; encode
+ * returns the length or -EINVAL/-EMSGSIZE, decode 0 or -EBADMSG/-EINVAL. */
+int agent_spawn_encode(const struct agent_spawn *sp, uint8_t *out,
+		       size_t outlen);
+int agent_spawn_decode(const uint8_t *p, size_t len, struct agent_spawn *sp);
+
 /* Whether name is a valid user name: ^[a-z_][a-z0-9_-]{0,31}$ */
 int agent_valid_user(const char *name);
 

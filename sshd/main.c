@@ -5,11 +5,75 @@
 #include <sodium.h>
 
 #include "common/log.h"
+#include "config/config.h"
+#include "sshd/server.h"
 #include "vmm/cli.h"
+
+static int load(int argc, char **argv, struct cfg *cfg)
+{
+	char err[CFG_ERRLEN];
+	const char *path = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else if (strcmp(argv[i], "-v") == 0)
+			log_init("clone", LOG_DEBUG);
+		else {
+			fprintf(stderr, "usage: clone %s [-c clone.ini] [-v]\n",
+				argv[0]);
+			return -1;
+		}
+	}
+	if ((path ? cfg_load(cfg, path, err, sizeof(err))
+		  : cfg_defaults(cfg)) < 0) {
+		fprintf(stderr, "clone: %s\n", path ? err : "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	struct cfg cfg = { 0 };
+	int r;
+
+	if (load(argc, argv, &cfg) < 0)
+		return 1;
+	r = sshd_serve(&cfg);
+	cfg_free(&cfg);
+	return r;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	struct cfg cfg = { 0 };
+	char path[4096], buf[4096];
+	size_t n;
+	FILE *f;
+
+	if (load(argc, argv, &cfg) < 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/status", cfg.server.state_dir);
+	cfg_free(&cfg);
+	f = fopen(path, "re");
+	if (!f) {
+		fprintf(stderr, "clone: %s: no status (is clone serve "
+			"running?)\n", path);
+		return 1;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stdout);
+	fclose(f);
+	return 0;
+}
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: clone COMMAND [ARGS]\n"
+		   "  serve [-c clone.ini]             the SSH server\n"
+		   "  status [-c clone.ini]            its VMs: user, state, "
+		   "uptime, sessions, memory\n"
 		   "  boot [-c clone.ini] [--serial]   boot the guest image "
 		   "on this terminal\n"
 		   "  template [-c clone.ini]          build the warm template "
@@ -29,6 +93,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (strcmp(argv[1], "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
+	if (strcmp(argv[1], "status") == 0)
+		return cmd_status(argc - 1, argv + 1);
 	if (strcmp(argv[1], "boot") == 0)
 		return vmm_cmd_boot(argc - 1, argv + 1);
 	if (strcmp(argv[1], "template") == 0)

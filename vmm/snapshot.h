@@ -13,7 +13,7 @@
 
 #include "vmm/virtio_console.h"
 
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2
 #define SNAPSHOT_MAX_MSRS 256
 #define SNAPSHOT_XSAVE_MAX 16384
 #define SNAPSHOT_HASH_LEN 32

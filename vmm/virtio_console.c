@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -64,7 +65,6 @@ static void send_ctrl(struct vcon *c, uint32_t id, uint16_t event,
 		      uint16_t value, const void *payload, uint16_t len)
 {
 	struct vcon_ctrl_msg *m;
-
 	if (c->ctrl_len == VCON_CTRL_QUEUE) {
 		log_warnx("virtio-console: control queue full, event %u for "
 			  "port %u dropped", event, id);
@@ -172,6 +172,9 @@ static void handle_ctrl(struct vcon *c, const struct virtio_console_control *m)
 		return;
 	case VIRTIO_CONSOLE_PORT_OPEN:
 		p->guest_open = m->value != 0;
+		/* What the guest wrote before closing is already queued
+		 * (same vCPU, earlier): port_tx sends EOF after it. */
+		p->eof_pending = !p->guest_open;
 		return;
 	default:
 		guest_error(c, "unexpected control event %u", m->event);
@@ -250,8 +253,12 @@ static void port_tx(struct vcon *c, unsigned nr)
 		if (!p->tx_busy) {
 			int r = virtq_pop(q, c->t.mem, &p->tx);
 
-			if (r == 0)
+			if (r == 0) {
+				if (p->eof_pending && p->out_fd >= 0)
+					shutdown(p->out_fd, SHUT_WR);
+				p->eof_pending = false;
 				return;
+			}
 			if (r < 0) {
 				queue_error(c, txq(nr), r);
 				return;
@@ -301,7 +308,10 @@ static void port_rx(struct vcon *c, unsigned nr)
 	uint32_t budget = PORT_BUDGET;
 
 	p->rx_starved = false;
-	if (!p->guest_ready || !p->host_open || p->in_fd < 0)
+	/* Linux drops what reaches a closed generic port: wait for the
+	 * guest to open it (console ports take data at any time). */
+	if (!p->guest_ready || !p->host_open || p->in_fd < 0 ||
+	    (!p->console && !p->guest_open))
 		return;
 	while (q->ready && budget) {
 		ssize_t n;
@@ -479,7 +489,7 @@ int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,
 		return -EINVAL;
 	pthread_mutex_lock(&c->t.lock);
 	p = &c->port[nr];
-	if (p->used || c->device_ready) {
+	if (p->used) {
 		pthread_mutex_unlock(&c->t.lock);
 		return -EBUSY;
 	}
@@ -489,8 +499,80 @@ int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,
 	p->in_fd = in_fd;
 	p->out_fd = out_fd;
 	p->host_open = in_fd >= 0;
+	if (c->device_ready)
+		send_ctrl(c, nr, VIRTIO_CONSOLE_DEVICE_ADD, 1, NULL, 0);
 	pthread_mutex_unlock(&c->t.lock);
+	kick(c);
 	return 0;
+}
+
+int vcon_attach_port(struct vcon *c, unsigned nr, int in_fd, int out_fd)
+{
+	struct vcon_port *p;
+
+	if (nr >= VCON_MAX_PORTS)
+		return -EINVAL;
+	pthread_mutex_lock(&c->t.lock);
+	p = &c->port[nr];
+	if (!p->used) {
+		pthread_mutex_unlock(&c->t.lock);
+		return -EINVAL;
+	}
+	p->in_fd = in_fd;
+	p->out_fd = out_fd;
+	p->host_open = in_fd >= 0;
+	p->tx_blocked = false;
+	if (p->guest_ready && p->host_open)
+		send_ctrl(c, nr, VIRTIO_CONSOLE_PORT_OPEN, 1, NULL, 0);
+	pthread_mutex_unlock(&c->t.lock);
+	kick(c);
+	return 0;
+}
+
+void vcon_detach_port(struct vcon *c, unsigned nr)
+{
+	struct vcon_port *p;
+
+	if (nr >= VCON_MAX_PORTS)
+		return;
+	pthread_mutex_lock(&c->t.lock);
+	p = &c->port[nr];
+	p->in_fd = p->out_fd = -1;
+	if (p->tx_busy && virtio_mmio_live(&c->t)) {
+		virtq_push(&c->t.vq[txq(nr)], c->t.mem, &p->tx, 0);
+		c->pending_irq = 1;
+	}
+	p->tx_busy = p->tx_blocked = false;
+	if (p->used && p->guest_ready && p->host_open)
+		send_ctrl(c, nr, VIRTIO_CONSOLE_PORT_OPEN, 0, NULL, 0);
+	p->host_open = false;
+	p->eof_pending = false;
+	pthread_mutex_unlock(&c->t.lock);
+	kick(c);
+}
+
+bool vcon_port_added(struct vcon *c, unsigned nr)
+{
+	bool used;
+
+	if (nr >= VCON_MAX_PORTS)
+		return false;
+	pthread_mutex_lock(&c->t.lock);
+	used = c->port[nr].used;
+	pthread_mutex_unlock(&c->t.lock);
+	return used;
+}
+
+bool vcon_guest_open(struct vcon *c, unsigned nr)
+{
+	bool open;
+
+	if (nr >= VCON_MAX_PORTS)
+		return false;
+	pthread_mutex_lock(&c->t.lock);
+	open = c->port[nr].guest_open;
+	pthread_mutex_unlock(&c->t.lock);
+	return open;
 }
 
 /* Lock held. */
@@ -616,6 +698,16 @@ int vcon_restore(struct vcon *c, const struct vcon_state *st)
 	for (unsigned i = 0; i < VCON_MAX_PORTS && r == 0; i++) {
 		struct vcon_port *p = &c->port[i];
 
+		/* Session ports of a suspended VM come back without host
+		 * fds: they get new ones when a session next needs them. */
+		if (!p->used && st->port[i].used && i >= 2) {
+			p->used = true;
+			p->console = st->port[i].console;
+			memcpy(p->name, st->port[i].name, sizeof(p->name));
+			p->name[sizeof(p->name) - 1] = 0;
+			p->in_fd = p->out_fd = -1;
+			p->host_open = false;
+		}
 		/* The restoring VMM adds the same ports, with new host fds. */
 		if (p->used != st->port[i].used ||
 		    (p->used && (p->console != st->port[i].console ||

@@ -13,7 +13,7 @@
 
 #include "vmm/virtio_mmio.h"
 
-#define VCON_MAX_PORTS 8
+#define VCON_MAX_PORTS 16
 #define VCON_NAME_MAX 32
 #define VCON_CTRL_QUEUE 64
 
@@ -53,6 +53,7 @@ struct vcon_port {
 	bool host_open;		/* in_fd not at EOF */
 	bool guest_ready;	/* driver sent PORT_READY */
 	bool guest_open;	/* guest has the port open */
+	bool eof_pending;	/* guest closed it: EOF to the host once drained */
 	uint16_t rows, cols;
 
 	/* guest -> host: a chain being written out */
@@ -85,9 +86,20 @@ int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
 void vcon_destroy(struct vcon *c);
 
 /* Add port nr with the given host fds (-1: none). The device does not own
- * the fds. Before the guest driver is ready only. 0 or -EINVAL/-EBUSY. */
+ * the fds. Once the guest driver is up, the port is hot-added (the guest
+ * sees DEVICE_ADD). 0 or -EINVAL/-EBUSY (already added). */
 int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,
 		  int in_fd, int out_fd);
+/* Give an added port new host fds (a new session on a port used before):
+ * the guest sees the host side open again. 0 or -EINVAL. */
+int vcon_attach_port(struct vcon *c, unsigned nr, int in_fd, int out_fd);
+/* Take a port's host fds away (the caller closes them): the guest sees the
+ * host side closed; guest output still queued is dropped. */
+void vcon_detach_port(struct vcon *c, unsigned nr);
+/* Whether port nr exists. */
+bool vcon_port_added(struct vcon *c, unsigned nr);
+/* Whether the guest has port nr open. */
+bool vcon_guest_open(struct vcon *c, unsigned nr);
 
 /* New terminal size for a console port; reaches the guest as a resize. */
 void vcon_resize(struct vcon *c, unsigned nr, uint16_t rows, uint16_t cols);

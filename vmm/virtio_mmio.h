@@ -11,7 +11,7 @@
 #include "vmm/virtq.h"
 
 #define VIRTIO_MMIO_SIZE 0x1000
-#define VIRTIO_MMIO_MAX_QUEUES 32
+#define VIRTIO_MMIO_MAX_QUEUES 64
 
 #define VIRTIO_F_VERSION_1 32
 

@@ -68,6 +68,11 @@ struct vm {
 	bool time_sync;			/* tell the agent the time at start */
 	struct agent_identity identity;
 	int power_intent;		/* -1, or AGENT_POWER_* the agent announced */
+	/* Sessions: port n (>= 2) carries session port_session[n] (0: free;
+	 * reusable once the guest has closed it). */
+	uint32_t port_session[VCON_MAX_PORTS];
+	struct { uint32_t id; uint16_t status; } exits[64];
+	unsigned nexits;
 	struct vm_stats stats;
 	struct timespec started;
 };
@@ -789,6 +794,45 @@ static void send_identity(struct vm *vm)
 	sodium_memzero(frame, sizeof(frame));
 }
 
+/* Lock held. One frame to the agent; small, into a socket buffer that the
+ * I/O thread keeps drained into the guest. */
+static int agent_send(struct vm *vm, uint8_t type, const void *p, size_t len)
+{
+	uint8_t frame[AGENT_HDR_LEN + AGENT_MAX_PAYLOAD];
+	int n = agent_encode(type, p, len, frame, sizeof(frame));
+
+	if (n < 0)
+		return n;
+	if (vm->agent_fd < 0 ||
+	    send(vm->agent_fd, frame, (size_t)n, MSG_NOSIGNAL) != n)
+		return -EPIPE;
+	return 0;
+}
+
+static void session_exited(struct vm *vm, const struct agent_msg *m)
+{
+	uint32_t id;
+
+	if (m->len != 6) {
+		log_warnx("agent: bad exit message");
+		return;
+	}
+	id = (uint32_t)m->payload[0] | (uint32_t)m->payload[1] << 8 |
+	     (uint32_t)m->payload[2] << 16 | (uint32_t)m->payload[3] << 24;
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned n = 0; n < VCON_MAX_PORTS; n++)
+		if (vm->port_session[n] == id)
+			vm->port_session[n] = 0;
+	if (vm->nexits < sizeof(vm->exits) / sizeof(vm->exits[0])) {
+		vm->exits[vm->nexits].id = id;
+		vm->exits[vm->nexits].status =
+			(uint16_t)(m->payload[4] << 8 | m->payload[5]);
+		vm->nexits++;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	notify_owner(vm);
+}
+
 /* The guest's clock stood still while it was on disk: set it. */
 static void send_time(struct vm *vm)
 {
@@ -849,8 +893,14 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 			 m->payload + 1);
 		notify_owner(vm);
 		return;
+	case AGENT_MSG_EXITED:
+		session_exited(vm, m);
+		return;
 	case AGENT_MSG_IDENTITY:
 	case AGENT_MSG_TIME:
+	case AGENT_MSG_SPAWN:
+	case AGENT_MSG_RESIZE:
+	case AGENT_MSG_SIGNAL:
 	case AGENT_MSG_LOG:
 		log_info("guest: %.*s", (int)(m->len > 200 ? 200 : m->len),
 			 m->payload);
@@ -930,6 +980,7 @@ static void kick_handler(int sig)
 int vm_start(struct vm *vm)
 {
 	struct sigaction sa = { .sa_handler = kick_handler };
+	sigset_t all, old;
 	int r;
 
 	if (vm->state != VM_CREATED)
@@ -941,18 +992,27 @@ int vm_start(struct vm *vm)
 	vm->state = VM_RUNNING;
 	if (vm->time_sync)
 		send_time(vm);
+	/* Our threads take no process signals (SIGWINCH, SIGTERM...): those
+	 * are the owner's, whatever it blocks later. Only the kick reaches
+	 * the vCPU thread. */
+	sigfillset(&all);
+	sigdelset(&all, KICK_SIGNAL);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = pthread_create(&vm->io_thread, NULL, io_main, vm);
+	if (r == 0) {
+		r = pthread_create(&vm->vcpu_thread, NULL, vcpu_main, vm);
+		if (r) {
+			uint64_t one = 1;
+
+			vm->stopping = 1;
+			if (write(vm->stop_fd, &one, sizeof(one)) < 0)
+				log_warn("vm: stop");
+			pthread_join(vm->io_thread, NULL);
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r)
 		return -r;
-	r = pthread_create(&vm->vcpu_thread, NULL, vcpu_main, vm);
-	if (r) {
-		vm->stopping = 1;
-		uint64_t one = 1;
-		if (write(vm->stop_fd, &one, sizeof(one)) < 0)
-			log_warn("vm: stop");
-		pthread_join(vm->io_thread, NULL);
-		return -r;
-	}
 	vm->threads = true;
 	return 0;
 }
@@ -1515,4 +1575,125 @@ int vm_resume_disk_setup(struct vm *vm, const char *dir, char *err,
 	}
 	free(snap);
 	return r;
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+/* Lock held. A port for session id: free, and closed in the guest. */
+static int claim_port(struct vm *vm, uint32_t id, int *host_fd)
+{
+	char name[VCON_NAME_MAX];
+	int sv[2];
+
+	for (unsigned n = 2; n < VCON_MAX_PORTS; n++) {
+		if (vm->port_session[n] || vcon_guest_open(&vm->con, n))
+			continue;
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			return -errno;
+		fcntl(sv[1], F_SETFL, O_NONBLOCK);
+		if (vcon_port_added(&vm->con, n)) {
+			vcon_detach_port(&vm->con, n);
+			if (vm->port_fd[n] >= 0)
+				close(vm->port_fd[n]);
+			vcon_attach_port(&vm->con, n, sv[1], sv[1]);
+		} else {
+			snprintf(name, sizeof(name), "clone.s%u", n);
+			vcon_add_port(&vm->con, n, name, false, sv[1], sv[1]);
+		}
+		vm->port_fd[n] = sv[1];
+		vm->port_session[n] = id;
+		*host_fd = sv[0];
+		return (int)n;
+	}
+	return -EBUSY;
+}
+
+int vm_session_open(struct vm *vm, struct agent_spawn *sp, int *in_fd,
+		    int *io_fd, int *err_fd)
+{
+	uint8_t payload[AGENT_MAX_PAYLOAD];
+	int io, err = -1, in = -1, n;
+
+	*in_fd = *io_fd = *err_fd = -1;
+	if (!sp->session)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	io = claim_port(vm, sp->session, io_fd);
+	if (io >= 0 && !sp->pty) {
+		err = claim_port(vm, sp->session, err_fd);
+		if (err >= 0)
+			in = claim_port(vm, sp->session, in_fd);
+	}
+	if (io < 0 || (!sp->pty && (err < 0 || in < 0))) {
+		n = io < 0 ? io : err < 0 ? err : in;
+		goto fail;
+	}
+	sp->io_port = (uint8_t)io;
+	sp->err_port = err;
+	sp->in_port = in;
+	n = agent_spawn_encode(sp, payload, sizeof(payload));
+	if (n >= 0)
+		n = agent_send(vm, AGENT_MSG_SPAWN, payload, (size_t)n);
+	log_debug("session %u: ports %d/%d, spawn sent: %d", sp->session, io,
+		  err, n);
+	if (n < 0)
+		goto fail;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+fail:
+	for (unsigned p = 0; p < VCON_MAX_PORTS; p++)
+		if (vm->port_session[p] == sp->session)
+			vm->port_session[p] = 0;
+	pthread_mutex_unlock(&vm->lock);
+	if (*in_fd >= 0)
+		close(*in_fd);
+	if (*io_fd >= 0)
+		close(*io_fd);
+	if (*err_fd >= 0)
+		close(*err_fd);
+	*in_fd = *io_fd = *err_fd = -1;
+	return n;
+}
+
+int vm_session_resize(struct vm *vm, uint32_t id, uint16_t rows,
+		      uint16_t cols)
+{
+	uint8_t p[8] = { (uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16),
+			 (uint8_t)(id >> 24), (uint8_t)rows,
+			 (uint8_t)(rows >> 8), (uint8_t)cols,
+			 (uint8_t)(cols >> 8) };
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = agent_send(vm, AGENT_MSG_RESIZE, p, sizeof(p));
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vm_session_signal(struct vm *vm, uint32_t id, int sig)
+{
+	uint8_t p[5] = { (uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16),
+			 (uint8_t)(id >> 24), (uint8_t)sig };
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = agent_send(vm, AGENT_MSG_SIGNAL, p, sizeof(p));
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+bool vm_session_exit(struct vm *vm, uint32_t *id, uint16_t *status)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->nexits) {
+		*id = vm->exits[0].id;
+		*status = vm->exits[0].status;
+		memmove(&vm->exits[0], &vm->exits[1],
+			--vm->nexits * sizeof(vm->exits[0]));
+		got = true;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return got;
 }

@@ -121,6 +121,22 @@ int vm_set_identity(struct vm *vm, const struct agent_identity *id);
  * starting on the console). */
 bool vm_identity_acked(const struct vm *vm);
 
+/* Sessions: a process in the guest as the clone's user (after the
+ * identity), with its own virtio-console port(s). sp names the session (a
+ * non-zero id chosen by the caller), pty or not, size, TERM and command;
+ * the ports are filled in here. The caller gets the host ends and owns
+ * them: *io_fd stdout (or the terminal, both ways), *err_fd stderr and
+ * *in_fd stdin (both -1 with a pty; closing *in_fd is stdin's EOF). EOF
+ * from the guest arrives as EOF on them. 0 or -errno (-EBUSY: no port). */
+int vm_session_open(struct vm *vm, struct agent_spawn *sp, int *in_fd,
+		    int *io_fd, int *err_fd);
+int vm_session_resize(struct vm *vm, uint32_t id, uint16_t rows,
+		      uint16_t cols);
+int vm_session_signal(struct vm *vm, uint32_t id, int sig);
+/* The next session that ended: true with *status = (how << 8) | code, how
+ * 0 for an exit code, 1 for a signal. The event fd fires for each. */
+bool vm_session_exit(struct vm *vm, uint32_t *id, uint16_t *status);
+
 /* Resize terminal port nr. */
 void vm_resize(struct vm *vm, unsigned nr, uint16_t rows, uint16_t cols);
 

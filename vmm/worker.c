@@ -24,27 +24,28 @@ uint64_t worker_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static int send_msg(int fd, const struct worker_msg *m, int pass_fd)
+static int send_fds(int fd, const struct worker_msg *m, const int *fds,
+		    int nfds)
 {
 	struct iovec iov = { .iov_base = (void *)(uintptr_t)m,
 			     .iov_len = sizeof(*m) };
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(3 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (pass_fd >= 0) {
+	if (nfds > 0) {
 		struct cmsghdr *c;
 
 		memset(&u, 0, sizeof(u));
 		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
+		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
 		c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
 	}
 	for (;;) {
 		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
@@ -57,6 +58,11 @@ static int send_msg(int fd, const struct worker_msg *m, int pass_fd)
 	}
 }
 
+static int send_msg(int fd, const struct worker_msg *m, int pass_fd)
+{
+	return send_fds(fd, m, &pass_fd, pass_fd >= 0 ? 1 : 0);
+}
+
 int worker_send(struct worker *w, const struct worker_msg *m)
 {
 	return send_msg(w->ctl, m, -1);
@@ -66,10 +72,11 @@ int worker_recv(struct worker *w, struct worker_msg *m, int timeout_ms)
 {
 	struct pollfd p = { .fd = w->ctl, .events = POLLIN };
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(3 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = { .iov_base = m, .iov_len = sizeof(*m) };
+	int fds[3] = { -1, -1, -1 }, nfds = 0;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf) };
@@ -88,21 +95,41 @@ int worker_recv(struct worker *w, struct worker_msg *m, int timeout_ms)
 	if (n < 0)
 		return -errno;
 	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(int))) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <=
+				   c->cmsg_len; i++) {
 			int fd;
 
-			memcpy(&fd, CMSG_DATA(c), sizeof(int));
-			if (w->term_fd >= 0)
-				close(w->term_fd);
-			w->term_fd = fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (nfds < 3)
+				fds[nfds++] = fd;
+			else
+				close(fd);
 		}
 	}
 	/* The worker runs a guest: trust nothing of its messages' shape. */
 	if (n != (ssize_t)sizeof(*m) || (mh.msg_flags & MSG_TRUNC) ||
-	    m->type < WORKER_READY || m->type > WORKER_FAILED)
+	    m->type < WORKER_READY || m->type > WORKER_FAILED) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
 		return -EPROTO;
+	}
 	m->text[sizeof(m->text) - 1] = 0;
+	if (m->type == WORKER_STARTED && nfds >= 1) {
+		if (w->term_fd >= 0)
+			close(w->term_fd);
+		w->term_fd = fds[0];
+		fds[0] = -1;
+	} else if (m->type == WORKER_SESSION_OPENED) {
+		for (int i = 0; i < 3; i++) {
+			w->sess_fd[i] = fds[i];
+			fds[i] = -1;
+		}
+	}
+	for (int i = 0; i < nfds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	return 0;
 }
 
@@ -178,6 +205,15 @@ static int run_vm(int ctl, struct vm *vm)
 			if (read(vm_event_fd(vm), &v, sizeof(v)) < 0 &&
 			    errno != EAGAIN)
 				return 1;
+			uint32_t sid;
+			uint16_t st16;
+
+			while (vm_session_exit(vm, &sid, &st16)) {
+				struct worker_msg x = {
+					.type = WORKER_SESSION_EXIT, .a = sid,
+					.b = st16 };
+				send_msg(ctl, &x, -1);
+			}
 			if (!acked && vm_identity_acked(vm)) {
 				acked = true;
 				vm_get_stats(vm, &st);
@@ -206,6 +242,33 @@ static int run_vm(int ctl, struct vm *vm)
 		case WORKER_RESUME:
 			vm_resume(vm);
 			reply(ctl, WORKER_RESUMED, vm_wait_running(vm), NULL);
+			break;
+		case WORKER_SESSION_OPEN: {
+			int fds[3], r;
+
+			m.spawn.session = (uint32_t)m.a;
+			m.spawn.cmd[sizeof(m.spawn.cmd) - 1] = 0;
+			m.spawn.term[sizeof(m.spawn.term) - 1] = 0;
+			/* sent in the order stdout, stderr, stdin */
+			r = vm_session_open(vm, &m.spawn, &fds[2], &fds[0],
+					    &fds[1]);
+			if (r < 0)
+				log_warnx("session %llu: %s",
+					  (unsigned long long)m.a, strerror(-r));
+			m = (struct worker_msg){ .type = WORKER_SESSION_OPENED,
+						 .a = m.a, .b = (uint64_t)r };
+			send_fds(ctl, &m, fds, r < 0 ? 0 : fds[1] >= 0 ? 3 : 1);
+			for (int i = 0; i < 3; i++)
+				if (fds[i] >= 0)
+					close(fds[i]);
+			break;
+		}
+		case WORKER_SESSION_RESIZE:
+			vm_session_resize(vm, (uint32_t)m.a, m.spawn.rows,
+					  m.spawn.cols);
+			break;
+		case WORKER_SESSION_SIGNAL:
+			vm_session_signal(vm, (uint32_t)m.a, (int)m.b);
 			break;
 		case WORKER_SUSPEND: {
 			char err[256];
@@ -293,6 +356,7 @@ int worker_spawn(const struct template *t, struct worker *w)
 
 	w->pid = -1;
 	w->ctl = w->term_fd = -1;
+	w->sess_fd[0] = w->sess_fd[1] = w->sess_fd[2] = -1;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
 	w->pid = fork();

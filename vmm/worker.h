@@ -29,6 +29,12 @@ enum worker_msg_type {
 	WORKER_SUSPENDED,	/* worker: written (a = pages); it then exits */
 	WORKER_GO_RESUME,	/* parent: instead of go, resume from directory
 				 * text (a VM suspended from this template) */
+	WORKER_SESSION_OPEN,	/* parent: spawn (a = session id) */
+	WORKER_SESSION_OPENED,	/* worker: a = session id, b = 0 or -errno;
+				 * fds: stdout (or terminal), stderr, stdin */
+	WORKER_SESSION_RESIZE,	/* parent: a = session, spawn.rows/cols */
+	WORKER_SESSION_SIGNAL,	/* parent: a = session, b = signal */
+	WORKER_SESSION_EXIT,	/* worker: a = session, b = (how << 8) | code */
 	WORKER_EXITED,		/* worker: the VM ended; text says why */
 	WORKER_FAILED,		/* worker: could not do what was asked; text */
 };
@@ -38,6 +44,7 @@ struct worker_msg {
 	uint32_t pad;
 	uint64_t a, b;
 	struct agent_identity id;
+	struct agent_spawn spawn;
 	char text[160];
 };
 
@@ -45,6 +52,8 @@ struct worker {
 	pid_t pid;
 	int ctl;		/* our end of the control socket */
 	int term_fd;		/* host end of the guest's terminal, once started */
+	int sess_fd[3];		/* last WORKER_SESSION_OPENED: stdout (or the
+				 * terminal), stderr, stdin */
 };
 
 /* Fork a worker for clones of t. It reports WORKER_READY when its VM is
@@ -56,8 +65,9 @@ int worker_spawn_ready(const struct template *t, struct worker *w,
 		       uint64_t *restore_ns);
 /* Send a message. 0 or -errno. */
 int worker_send(struct worker *w, const struct worker_msg *m);
-/* Receive the next message within timeout_ms (-1: no limit); a passed fd
- * lands in w->term_fd. 0, -ETIMEDOUT, -EPIPE (the worker is gone) or
+/* Receive the next message within timeout_ms (-1: no limit); passed fds
+ * land in w->term_fd (WORKER_STARTED) or w->sess_fd (the caller takes
+ * them). 0, -ETIMEDOUT, -EPIPE (the worker is gone) or
  * -EPROTO (a malformed message). */
 int worker_recv(struct worker *w, struct worker_msg *m, int timeout_ms);
 /* Wait for a message of the given type, skipping none: anything else is

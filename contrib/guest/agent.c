@@ -5,6 +5,7 @@
  * port (the virtio-console port named "clone.agent"), reaps orphans, and
  * turns busybox's poweroff/reboot requests (signals to PID 1) into a clean
  * end of the VM. Static, no NSS, no heap to speak of. */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <termios.h>
 #include <string.h>
 #include <grp.h>
 #include <linux/random.h>
@@ -33,6 +35,8 @@
 #define TERMINAL "/dev/hvc0"
 
 static int kmsg = -1;
+static int log_port = -1;	/* the agent port, once open: say() to the VMM too */
+static int send_msg(int fd, uint8_t type, const void *payload, size_t len);
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -48,6 +52,8 @@ static void say(const char *fmt, ...)
 	if (n > (int)sizeof(buf) - 2)
 		n = (int)sizeof(buf) - 2;
 	buf[n++] = '\n';
+	if (log_port >= 0)
+		send_msg(log_port, AGENT_MSG_LOG, buf + 16, (size_t)n - 17);
 	if (kmsg >= 0 && write(kmsg, buf, (size_t)n) < 0)
 		return;
 }
@@ -85,12 +91,12 @@ static void setup_fs(void)
 	mount_fs("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
 }
 
-/* The agent port's device node: the vport whose sysfs name is ours. The
- * port appears when the driver has processed the VMM's control messages,
- * which may be a moment after we start. */
-static int open_agent_port(void)
+/* The device node of the virtio-console port with this sysfs name. Ports
+ * appear when the driver has processed the VMM's control messages, which
+ * may be a moment after we ask: wait up to tries * 10 ms. */
+static int open_port(const char *want, int flags, int tries)
 {
-	for (int tries = 0; tries < 1000; tries++) {
+	for (int t = 0; t < tries; t++) {
 		DIR *d = opendir("/sys/class/virtio-ports");
 		struct dirent *e;
 
@@ -112,10 +118,10 @@ static int open_agent_port(void)
 				continue;
 			name[n] = 0;
 			name[strcspn(name, "\n")] = 0;
-			if (strcmp(name, PORT_NAME) != 0)
+			if (strcmp(name, want) != 0)
 				continue;
 			snprintf(path, sizeof(path), "/dev/%s", e->d_name);
-			fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+			fd = open(path, flags | O_CLOEXEC);
 			if (fd >= 0) {
 				closedir(d);
 				return fd;
@@ -126,6 +132,11 @@ static int open_agent_port(void)
 		usleep(10000);
 	}
 	return -1;
+}
+
+static int open_agent_port(void)
+{
+	return open_port(PORT_NAME, O_RDWR | O_NONBLOCK, 1000);
 }
 
 static int wait_for(const char *path)
@@ -176,6 +187,198 @@ static pid_t start_shell(void)
 			       NULL };
 	execle("/bin/sh", "-sh", (char *)NULL, envp);
 	_exit(127);
+}
+
+/* Sessions the VMM asked for (SPAWN): a process as the user, with its
+ * stdio on virtio-console ports, or on a pseudo-terminal whose master we
+ * relay to a port. */
+#define MAX_SESSIONS 16
+
+struct session {
+	bool used;
+	uint32_t id;
+	pid_t pid;
+	int port;		/* the io port's fd (relay end, for a pty) */
+	int master;		/* pty master, or -1 */
+};
+
+static struct session sessions[MAX_SESSIONS];
+
+static void become_user(void)
+{
+	if (setgroups(0, NULL) < 0 || setgid(ident.uid) < 0 ||
+	    setuid(ident.uid) < 0)
+		_exit(126);
+	if (chdir(ident.home) < 0 && chdir("/") < 0)
+		_exit(127);
+}
+
+static void exec_user(const struct agent_spawn *sp)
+{
+	char home[160], user[48], logname[48], term[80];
+	char *const envp[] = { home, user, logname, term, "SHELL=/bin/sh",
+			       "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+			       NULL };
+
+	snprintf(home, sizeof(home), "HOME=%s", ident.home);
+	snprintf(user, sizeof(user), "USER=%s", ident.user);
+	snprintf(logname, sizeof(logname), "LOGNAME=%s", ident.user);
+	snprintf(term, sizeof(term), "TERM=%s", sp->term[0] ? sp->term : "dumb");
+	if (sp->cmd[0])
+		execle("/bin/sh", "sh", "-c", sp->cmd, (char *)NULL, envp);
+	else
+		execle("/bin/sh", "-sh", (char *)NULL, envp);
+	_exit(127);
+}
+
+static int spawn(const struct agent_spawn *sp)
+{
+	struct session *s = NULL;
+	char name[32];
+	int io, err = -1, in = -1, master = -1;
+	pid_t pid;
+
+	for (int i = 0; i < MAX_SESSIONS && !s; i++)
+		if (!sessions[i].used)
+			s = &sessions[i];
+	if (!s)
+		return -1;
+	snprintf(name, sizeof(name), "clone.s%u", sp->io_port);
+	io = open_port(name, sp->pty ? O_RDWR : O_WRONLY, 300);
+	if (io < 0) {
+		say("session %u: port %s not found", sp->session, name);
+		return -1;
+	}
+	if (sp->in_port >= 0) {
+		snprintf(name, sizeof(name), "clone.s%d", sp->in_port);
+		in = open_port(name, O_RDONLY, 300);
+		if (in < 0) {
+			close(io);
+			return -1;
+		}
+	}
+	if (sp->err_port >= 0) {
+		snprintf(name, sizeof(name), "clone.s%d", sp->err_port);
+		err = open_port(name, O_WRONLY, 300);
+		if (err < 0) {
+			close(io);
+			if (in >= 0)
+				close(in);
+			return -1;
+		}
+	}
+	if (sp->pty) {
+		struct winsize ws = { .ws_row = sp->rows, .ws_col = sp->cols };
+
+		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) {
+			close(io);
+			return -1;
+		}
+		ioctl(master, TIOCSWINSZ, &ws);
+	}
+	pid = fork();
+	if (pid == 0) {
+		sigset_t all;
+
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		setsid();
+		if (master >= 0) {
+			int slave = open(ptsname(master), O_RDWR);
+
+			if (slave < 0)
+				_exit(127);
+			ioctl(slave, TIOCSCTTY, 1);
+			fchown(slave, ident.uid, ident.uid);
+			dup2(slave, 0);
+			dup2(slave, 1);
+			dup2(slave, 2);
+		} else {
+			dup2(in >= 0 ? in : io, 0);
+			dup2(io, 1);
+			dup2(err >= 0 ? err : io, 2);
+		}
+		become_user();
+		exec_user(sp);
+	}
+	if (err >= 0)
+		close(err);
+	if (in >= 0)
+		close(in);
+	if (pid < 0) {
+		close(io);
+		if (master >= 0)
+			close(master);
+		return -1;
+	}
+	*s = (struct session){ .used = true, .id = sp->session, .pid = pid,
+			       .port = master >= 0 ? io : -1, .master = master };
+	if (master < 0)
+		close(io);	/* the child holds the port; its exit closes it */
+	return 0;
+}
+
+static struct session *session_by_id(uint32_t id)
+{
+	for (int i = 0; i < MAX_SESSIONS; i++)
+		if (sessions[i].used && sessions[i].id == id)
+			return &sessions[i];
+	return NULL;
+}
+
+static int write_full(int fd, const uint8_t *b, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, b, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* One pty session's bytes, one way. Returns false at EOF or error. */
+static bool relay(int from, int to)
+{
+	uint8_t buf[4096];
+	ssize_t n = read(from, buf, sizeof(buf));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return true;
+	return n > 0 && write_full(to, buf, (size_t)n) == 0;
+}
+
+static int send_msg(int fd, uint8_t type, const void *payload, size_t len);
+
+/* The process of session s ended with wait status st: pass the rest of
+ * its terminal's output on, close its port (EOF for the host) and report. */
+static void session_end(int port, struct session *s, int st)
+{
+	uint8_t m[6];
+
+	if (s->master >= 0) {
+		int fl = fcntl(s->master, F_GETFL);
+
+		fcntl(s->master, F_SETFL, fl | O_NONBLOCK);
+		while (relay(s->master, s->port))
+			;
+		close(s->master);
+	}
+	if (s->port >= 0)
+		close(s->port);
+	m[0] = (uint8_t)s->id;
+	m[1] = (uint8_t)(s->id >> 8);
+	m[2] = (uint8_t)(s->id >> 16);
+	m[3] = (uint8_t)(s->id >> 24);
+	m[4] = WIFSIGNALED(st) ? 1 : 0;
+	m[5] = (uint8_t)(WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+	send_msg(port, AGENT_MSG_EXITED, m, sizeof(m));
+	*s = (struct session){ .port = -1, .master = -1 };
 }
 
 static int append_line(const char *path, const char *line)
@@ -372,6 +575,48 @@ static bool host_input(int port, struct agent_dec *dec, pid_t *shell,
 				say("setting the clock: %s", strerror(errno));
 			continue;
 		}
+		if (msg.type == AGENT_MSG_SPAWN) {
+			struct agent_spawn sp;
+			uint8_t m[6] = { 0 };
+
+
+			if (ident.user[0] &&
+			    agent_spawn_decode(msg.payload, msg.len, &sp) == 0 &&
+			    spawn(&sp) == 0)
+				continue;
+			/* Could not start it: report it ended, status 127. */
+			say("session could not start");
+			memcpy(m, msg.payload + 3, msg.len >= 7 ? 4 : 0);
+			m[5] = 127;
+			send_msg(port, AGENT_MSG_EXITED, m, sizeof(m));
+			continue;
+		}
+		if ((msg.type == AGENT_MSG_RESIZE && msg.len == 8) ||
+		    (msg.type == AGENT_MSG_SIGNAL && msg.len == 5)) {
+			uint32_t id = (uint32_t)msg.payload[0] |
+				      (uint32_t)msg.payload[1] << 8 |
+				      (uint32_t)msg.payload[2] << 16 |
+				      (uint32_t)msg.payload[3] << 24;
+			struct session *ss = session_by_id(id);
+
+			if (!ss)
+				continue;
+			if (msg.type == AGENT_MSG_SIGNAL) {
+				int sig = msg.payload[4];
+
+				if (sig > 0 && sig < 32)
+					kill(-ss->pid, sig);
+			} else if (ss->master >= 0) {
+				struct winsize ws = {
+					.ws_row = (unsigned short)(msg.payload[4] |
+						msg.payload[5] << 8),
+					.ws_col = (unsigned short)(msg.payload[6] |
+						msg.payload[7] << 8),
+				};
+				ioctl(ss->master, TIOCSWINSZ, &ws);
+			}
+			continue;
+		}
 		if (msg.type != AGENT_MSG_IDENTITY || *shell > 0) {
 			say("unexpected message %u", msg.type);
 			continue;
@@ -441,18 +686,46 @@ int main(void)
 	/* Ready: a template is snapshotted here, waiting for its identity. */
 	send_msg(port, AGENT_MSG_READY, AGENT_VERSION, strlen(AGENT_VERSION));
 	port_open = port >= 0;
+	log_port = port;
 	agent_dec_init(&dec);
 
 	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = sfd, .events = POLLIN },
-			{ .fd = port_open ? port : -1, .events = POLLIN },
-		};
+		struct pollfd p[2 + 2 * MAX_SESSIONS];
+		int np = 2;
 
-		if (poll(p, 2, -1) < 0)
+		p[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		p[1] = (struct pollfd){ .fd = port_open ? port : -1,
+					.events = POLLIN };
+		for (int i = 0; i < MAX_SESSIONS; i++) {
+			struct session *ss = &sessions[i];
+
+			if (!ss->used || ss->master < 0)
+				continue;
+			p[np++] = (struct pollfd){ .fd = ss->master,
+						   .events = POLLIN };
+			p[np++] = (struct pollfd){ .fd = ss->port,
+						   .events = POLLIN };
+		}
+		if (poll(p, (nfds_t)np, -1) < 0)
 			continue;
 		if (p[1].revents & (POLLIN | POLLHUP))
 			port_open = host_input(port, &dec, &shell, &last_start);
+		for (int i = 0, k = 2; i < MAX_SESSIONS; i++) {
+			struct session *ss = &sessions[i];
+
+			if (!ss->used || ss->master < 0)
+				continue;
+			/* Terminal output to the host; the host's input to the
+			 * terminal. A closed host side ends input only. */
+			if (p[k].revents & POLLIN)
+				relay(ss->master, ss->port);
+			if (p[k + 1].revents & POLLIN &&
+			    !relay(ss->port, ss->master)) {
+				/* host closed its side: hang up the terminal */
+				kill(-ss->pid, SIGHUP);
+			}
+			k += 2;
+		}
 		if (!(p[0].revents & POLLIN))
 			continue;
 		struct signalfd_siginfo si;
@@ -461,10 +734,16 @@ int main(void)
 		switch (si.ssi_signo) {
 		case SIGCHLD:
 			for (;;) {
-				pid_t pid = waitpid(-1, NULL, WNOHANG);
+				int st;
+				pid_t pid = waitpid(-1, &st, WNOHANG);
 
 				if (pid <= 0)
 					break;
+				for (int i = 0; i < MAX_SESSIONS; i++)
+					if (sessions[i].used &&
+					    sessions[i].pid == pid)
+						session_end(port, &sessions[i],
+							    st);
 				if (pid != shell)
 					continue;
 				/* Like getty: a new shell when one exits,

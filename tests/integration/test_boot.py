@@ -36,9 +36,11 @@ def test_shell_commands_resize_and_reboot(tmp):
         assert s.run("uname -sr").startswith("Linux 6.1.")
         assert s.run("id -u") == "0\n"
         assert s.run("cat /proc/1/comm") == "init\n"
-        assert wait_size(s, "40 100") == "40 100"
+        got = wait_size(s, "40 100")
+        assert got == "40 100", f"stty size {got!r}; log:\n{s.err.text()}"
         s.resize(50, 132)
-        assert wait_size(s, "50 132") == "50 132"
+        got = wait_size(s, "50 132")
+        assert got == "50 132", f"stty size {got!r}; log:\n{s.err.text()}"
         s.send("reboot\n")
         assert s.wait(60) == 0
         assert "VM ended: guest rebooted" in s.err.text()

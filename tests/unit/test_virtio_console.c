@@ -234,12 +234,15 @@ static void device_ready(struct env *e)
 	expect_no_ctrl(e);
 }
 
-/* PORT_READY for a port, and whatever the device says back dropped. */
+/* PORT_READY for a port, then the guest opens it (as the agent does;
+ * a generic port takes no data before), and whatever the device says
+ * back dropped. */
 static void port_ready(struct env *e, unsigned nr)
 {
 	struct ctrl m;
 
 	guest_ctrl(e, nr, VIRTIO_CONSOLE_PORT_READY, 1);
+	guest_ctrl(e, nr, VIRTIO_CONSOLE_PORT_OPEN, 1);
 	while (next_ctrl(e, &m))
 		assert_int_equal(m.id, nr);
 }
@@ -323,9 +326,12 @@ static void test_add_port_errors(void **state)
 	for (unsigned i = 0; i < NPORTS; i++)
 		expect_ctrl(e, i, VIRTIO_CONSOLE_DEVICE_ADD, 1, NULL, 0);
 	expect_ctrl(e, 5, VIRTIO_CONSOLE_DEVICE_ADD, 1, NULL, 0);
-	/* Too late once the driver is ready. */
+	/* Once the driver is ready, a new port is hot-added. */
+	assert_int_equal(vcon_add_port(&e->c, 6, NULL, false, -1, -1), 0);
 	assert_int_equal(vcon_add_port(&e->c, 6, NULL, false, -1, -1),
 			 -EBUSY);
+	vcon_process(&e->c);
+	expect_ctrl(e, 6, VIRTIO_CONSOLE_DEVICE_ADD, 1, NULL, 0);
 	/* No host fds: the port is there, closed, and has no name. */
 	guest_ctrl(e, 5, VIRTIO_CONSOLE_PORT_READY, 1);
 	expect_ctrl(e, 5, VIRTIO_CONSOLE_PORT_NAME, 0, longname,
@@ -477,6 +483,10 @@ static void test_host_to_guest(void **state)
 	host_write(e, 1, "abc", 3);
 	h = fg_post_in(v, 64, &gpa[0]);
 	kick(e, rxq(1));
+	assert_int_equal(fg_used_idx(v), 0);
+	/* Ready but not open in the guest: Linux would drop it; it waits. */
+	guest_ctrl(e, 1, VIRTIO_CONSOLE_PORT_READY, 1);
+	vcon_process(&e->c);
 	assert_int_equal(fg_used_idx(v), 0);
 	port_ready(e, 1);
 	vcon_process(&e->c);

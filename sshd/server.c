@@ -1,0 +1,1172 @@
+/* clone serve: the SSH front-end. One libssh event loop serves every
+ * connection; it never opens /dev/kvm nor maps guest memory. A manager
+ * process (forked at start, before any client) holds the template and
+ * hands us ready VM worker processes (their control sockets, over
+ * SCM_RIGHTS); we talk to workers directly and bridge each SSH channel to
+ * the guest ports a worker gives us. */
+#include "sshd/server.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libssh/callbacks.h>
+#include <libssh/libssh.h>
+#include <libssh/server.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "config/config.h"
+#include "sshd/authkeys.h"
+#include "vmm/worker.h"
+
+#define MAX_CONNS 1024
+#define MAX_USERS 4096
+#define MAX_CHANNELS 8		/* session channels per connection */
+#define PENDING_MAX 65536	/* client input held while the VM starts */
+#define GUEST_UID 1000
+#define CAPACITY_MSG "clone: host at capacity, try again later\r\n"
+
+enum uvm_state { U_FREE, U_WAITING, U_STARTING, U_RUNNING, U_SUSPENDING,
+		 U_SUSPENDED };
+
+static const char *const state_name[] = {
+	"none", "waiting", "starting", "running", "suspending", "suspended",
+};
+
+struct uvm {
+	char user[33];
+	enum uvm_state state;
+	bool resume;		/* start from the suspended state on disk */
+	struct worker w;
+	int refs;		/* authenticated connections using it */
+	time_t detached;	/* when refs dropped to 0 */
+	time_t started;
+	struct uvm *next_wait;	/* queue for a worker from the manager */
+};
+
+struct conn;
+
+struct chan {
+	struct conn *conn;
+	ssh_channel ch;
+	struct ssh_channel_callbacks_struct cb;
+	uint32_t id;
+	bool pty, requested, opened, exited, client_eof, done;
+	uint16_t rows, cols, status;
+	char term[64];
+	char *cmd;		/* NULL: login shell */
+	int in_fd, io_fd, err_fd;	/* stdin (-1 with a pty), out, err */
+	uint8_t *pending;	/* client input before the ports exist */
+	size_t npending;
+};
+
+struct conn {
+	ssh_session s;
+	struct ssh_server_callbacks_struct cb;
+	char user[33];
+	bool authed, capacity, dead, in_event;
+	unsigned fails;
+	time_t t0;
+	struct uvm *vm;
+	struct chan *chans[MAX_CHANNELS];
+};
+
+static struct {
+	struct cfg *cfg;
+	ssh_bind bind;
+	ssh_event ev;
+	int mgr;		/* manager socket */
+	pid_t mgr_pid;
+	struct conn *conns[MAX_CONNS];
+	struct uvm *users[MAX_USERS];
+	struct uvm *wait_head, *wait_tail;
+	uint32_t next_id;
+	volatile sig_atomic_t stop;
+	bool stopping;
+} S;
+
+/* ---- the manager process ----------------------------------------------- */
+
+static void manager_main(int sock, const struct cfg *cfg)
+{
+	struct vm_config vc = {
+		.kernel = cfg->template.kernel, .initrd = cfg->template.initrd,
+		.cmdline = cfg->template.cmdline,
+		.memory_mb = cfg->template.memory_mb,
+		.vcpus = cfg->template.vcpus,
+	};
+	struct template *t = NULL;
+	char err[512];
+	uint8_t req;
+
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	log_set_tag("clone[manager]");
+	signal(SIGCHLD, SIG_IGN);	/* workers are reaped by the kernel */
+	signal(SIGPIPE, SIG_IGN);
+	if (template_open(&vc, cfg->server.state_dir, &t, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	log_info("template %s ready", t->key);
+	while (recv(sock, &req, 1, 0) == 1) {
+		struct worker w;
+		struct worker_msg m = { .type = WORKER_READY };
+		struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u = { 0 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = u.buf,
+				     .msg_controllen = sizeof(u.buf) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+		if (worker_spawn_ready(t, &w, NULL) < 0) {
+			m.type = WORKER_FAILED;
+			mh.msg_control = NULL;
+			mh.msg_controllen = 0;
+		} else {
+			m.a = (uint64_t)w.pid;
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &w.ctl, sizeof(int));
+		}
+		sendmsg(sock, &mh, MSG_NOSIGNAL);
+		if (w.ctl >= 0)
+			close(w.ctl);
+	}
+	template_close(t);
+	_exit(0);
+}
+
+static int manager_start(void)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	S.mgr_pid = fork();
+	if (S.mgr_pid < 0)
+		return -errno;
+	if (S.mgr_pid == 0) {
+		close(sv[0]);
+		manager_main(sv[1], S.cfg);
+	}
+	close(sv[1]);
+	S.mgr = sv[0];
+	return 0;
+}
+
+/* ---- users' VMs -------------------------------------------------------- */
+
+static struct uvm *uvm_find(const char *user, bool create)
+{
+	int free_slot = -1;
+
+	for (int i = 0; i < MAX_USERS; i++) {
+		if (S.users[i] && strcmp(S.users[i]->user, user) == 0)
+			return S.users[i];
+		if (!S.users[i] && free_slot < 0)
+			free_slot = i;
+	}
+	if (!create || free_slot < 0)
+		return NULL;
+	S.users[free_slot] = calloc(1, sizeof(struct uvm));
+	if (!S.users[free_slot])
+		return NULL;
+	snprintf(S.users[free_slot]->user, sizeof(S.users[0]->user), "%s",
+		 user);
+	S.users[free_slot]->w = (struct worker){ .pid = -1, .ctl = -1,
+						 .term_fd = -1,
+						 .sess_fd = { -1, -1, -1 } };
+	return S.users[free_slot];
+}
+
+static unsigned active_vms(void)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < MAX_USERS; i++)
+		if (S.users[i] && S.users[i]->state != U_FREE &&
+		    S.users[i]->state != U_SUSPENDED)
+			n++;
+	return n;
+}
+
+static void suspend_dir(const char *user, char *out, size_t len)
+{
+	snprintf(out, len, "%s/suspended/%s", S.cfg->server.state_dir, user);
+}
+
+static int worker_event(socket_t fd, int revents, void *userdata);
+
+static void uvm_request(struct uvm *u)
+{
+	uint8_t req = 'W';
+
+	u->state = U_WAITING;
+	u->next_wait = NULL;
+	if (S.wait_tail)
+		S.wait_tail->next_wait = u;
+	else
+		S.wait_head = u;
+	S.wait_tail = u;
+	if (send(S.mgr, &req, 1, MSG_NOSIGNAL) != 1)
+		log_warn("manager");
+}
+
+/* Make sure u's VM is running or on its way. false: at capacity. */
+static bool uvm_want(struct uvm *u)
+{
+	if (u->state != U_FREE && u->state != U_SUSPENDED)
+		return true;
+	if (active_vms() >= S.cfg->vm.max_vms)
+		return false;
+	u->resume = u->state == U_SUSPENDED;
+	uvm_request(u);
+	return true;
+}
+
+static void chan_send_and_close(struct chan *c, const char *msg, int status);
+static void chan_try_open(struct chan *c);
+
+static void for_each_chan(struct uvm *u, void (*fn)(struct chan *, void *),
+			  void *arg)
+{
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *k = S.conns[i];
+
+		if (!k || k->vm != u)
+			continue;
+		for (int j = 0; j < MAX_CHANNELS; j++)
+			if (k->chans[j])
+				fn(k->chans[j], arg);
+	}
+}
+
+static void end_chan_cb(struct chan *c, void *arg)
+{
+	if (!c->done)
+		chan_send_and_close(c, arg, 255);
+}
+
+static void open_chan_cb(struct chan *c, void *arg)
+{
+	(void)arg;
+	chan_try_open(c);
+}
+
+/* The VM is gone (powered off, crashed, killed): its sessions end with a
+ * line saying so; the next login clones anew. */
+static void uvm_lost(struct uvm *u, const char *why)
+{
+	char msg[256], dir[4096];
+
+	log_info("vm %s: %s", u->user, why);
+	snprintf(msg, sizeof(msg), "clone: your VM %s\r\n", why);
+	if (u->w.ctl >= 0)
+		ssh_event_remove_fd(S.ev, u->w.ctl);
+	worker_destroy(&u->w, 0);
+	u->state = U_FREE;
+	for_each_chan(u, end_chan_cb, msg);
+	suspend_dir(u->user, dir, sizeof(dir));
+	char p[4200];
+	snprintf(p, sizeof(p), "%s/state", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/pages", dir);
+	unlink(p);
+	rmdir(dir);
+}
+
+static int manager_event(socket_t fd, int revents, void *userdata)
+{
+	struct worker_msg m;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	struct uvm *vm = S.wait_head;
+	ssize_t n;
+	int wfd = -1;
+
+	(void)userdata;
+	(void)revents;
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	if (n <= 0) {
+		log_warnx("the VM manager is gone; stopping");
+		S.stop = 1;
+		ssh_event_remove_fd(S.ev, fd);
+		return 0;
+	}
+	c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&wfd, CMSG_DATA(c), sizeof(int));
+	if (!vm) {
+		if (wfd >= 0)
+			close(wfd);
+		return 0;
+	}
+	S.wait_head = vm->next_wait;
+	if (!S.wait_head)
+		S.wait_tail = NULL;
+	if (n != (ssize_t)sizeof(m) || m.type != WORKER_READY || wfd < 0) {
+		if (wfd >= 0)
+			close(wfd);
+		uvm_lost(vm, "could not be started");
+		return 0;
+	}
+	vm->w = (struct worker){ .pid = (pid_t)m.a, .ctl = wfd, .term_fd = -1,
+				 .sess_fd = { -1, -1, -1 } };
+	memset(&m, 0, sizeof(m));
+	if (vm->resume) {
+		m.type = WORKER_GO_RESUME;
+		suspend_dir(vm->user, m.text, sizeof(m.text));
+	} else {
+		char home[64];
+
+		m.type = WORKER_GO;
+		snprintf(home, sizeof(home), "/home/%s", vm->user);
+		if (vm_identity_make(&m.id, vm->user, GUEST_UID, home,
+				     vm->user) < 0) {
+			uvm_lost(vm, "could not be given an identity");
+			return 0;
+		}
+	}
+	vm->state = U_STARTING;
+	vm->started = time(NULL);
+	worker_send(&vm->w, &m);
+	sodium_memzero(&m, sizeof(m));
+	ssh_event_add_fd(S.ev, wfd, POLLIN, worker_event, vm);
+	return 0;
+}
+
+static struct chan *chan_by_id(struct uvm *u, uint32_t id)
+{
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *k = S.conns[i];
+
+		if (!k || k->vm != u)
+			continue;
+		for (int j = 0; j < MAX_CHANNELS; j++)
+			if (k->chans[j] && k->chans[j]->id == id)
+				return k->chans[j];
+	}
+	return NULL;
+}
+
+static int chan_fd_event(socket_t fd, int revents, void *userdata);
+static void chan_maybe_finish(struct chan *c);
+
+static int worker_event(socket_t fd, int revents, void *userdata)
+{
+	struct uvm *u = userdata;
+	struct worker_msg m;
+	struct chan *c;
+	char dir[4096];
+	int r;
+
+	(void)fd;
+	(void)revents;
+	r = worker_recv(&u->w, &m, 0);
+	if (r == -ETIMEDOUT)
+		return 0;
+	if (r < 0) {
+		if (u->state == U_SUSPENDING) {
+			/* the worker exits after suspending */
+			ssh_event_remove_fd(S.ev, u->w.ctl);
+			worker_destroy(&u->w, 0);
+			u->state = U_SUSPENDED;
+			return 0;
+		}
+		uvm_lost(u, "stopped unexpectedly");
+		return 0;
+	}
+	switch (m.type) {
+	case WORKER_STARTED:
+		if (u->w.term_fd >= 0) {
+			close(u->w.term_fd);
+			u->w.term_fd = -1;
+		}
+		u->state = U_RUNNING;
+		log_info("vm %s: %s", u->user, u->resume ? "resumed" :
+			 "cloned");
+		for_each_chan(u, open_chan_cb, NULL);
+		break;
+	case WORKER_ACKED:
+		log_info("vm %s: identity applied in %.1f ms", u->user,
+			 (double)m.a / 1e6);
+		break;
+	case WORKER_SESSION_OPENED:
+		c = chan_by_id(u, (uint32_t)m.a);
+		if (!c || (int64_t)m.b < 0) {
+			for (int i = 0; i < 3; i++)
+				if (u->w.sess_fd[i] >= 0)
+					close(u->w.sess_fd[i]);
+			if (c)
+				chan_send_and_close(c, "clone: could not start "
+						    "your session\r\n", 1);
+			break;
+		}
+		c->io_fd = u->w.sess_fd[0];
+		c->err_fd = u->w.sess_fd[1];
+		c->in_fd = u->w.sess_fd[2];
+		u->w.sess_fd[0] = u->w.sess_fd[1] = u->w.sess_fd[2] = -1;
+		c->opened = true;
+		fcntl(c->io_fd, F_SETFL, O_NONBLOCK);
+		ssh_event_add_fd(S.ev, c->io_fd, POLLIN, chan_fd_event, c);
+		if (c->err_fd >= 0) {
+			fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
+			ssh_event_add_fd(S.ev, c->err_fd, POLLIN,
+					 chan_fd_event, c);
+		}
+		if (c->in_fd < 0)
+			c->in_fd = dup(c->io_fd);	/* a pty: one fd */
+		else
+			fcntl(c->in_fd, F_SETFL, O_NONBLOCK);
+		if (c->npending && write(c->in_fd, c->pending, c->npending) < 0)
+			log_warn("session input");
+		c->npending = 0;
+		if (c->client_eof && !c->pty) {
+			close(c->in_fd);
+			c->in_fd = -1;
+		}
+		break;
+	case WORKER_SESSION_EXIT:
+		c = chan_by_id(u, (uint32_t)m.a);
+		if (c) {
+			c->exited = true;
+			c->status = (uint16_t)m.b;
+			chan_maybe_finish(c);
+		}
+		break;
+	case WORKER_SUSPENDED:
+		log_info("vm %s: suspended to disk (%llu pages)", u->user,
+			 (unsigned long long)m.a);
+		ssh_event_remove_fd(S.ev, u->w.ctl);
+		worker_destroy(&u->w, 5000);
+		u->state = U_SUSPENDED;
+		if (u->refs > 0)	/* someone came back meanwhile */
+			uvm_want(u);
+		break;
+	case WORKER_EXITED:
+		uvm_lost(u, m.text[0] ? m.text : "ended");
+		break;
+	case WORKER_FAILED:
+		log_warnx("vm %s: %s", u->user, m.text);
+		if (u->state == U_SUSPENDING)
+			u->state = U_RUNNING;
+		else if (u->state == U_STARTING)
+			uvm_lost(u, "could not be started");
+		break;
+	default:
+		break;
+	}
+	(void)dir;
+	return 0;
+}
+
+/* ---- channels ---------------------------------------------------------- */
+
+static void chan_free(struct chan *c)
+{
+	if (c->in_fd >= 0)
+		close(c->in_fd);
+	if (c->io_fd >= 0) {
+		ssh_event_remove_fd(S.ev, c->io_fd);
+		close(c->io_fd);
+	}
+	if (c->err_fd >= 0) {
+		ssh_event_remove_fd(S.ev, c->err_fd);
+		close(c->err_fd);
+	}
+	free(c->cmd);
+	free(c->pending);
+	free(c);
+}
+
+static void chan_send_and_close(struct chan *c, const char *msg, int status)
+{
+	if (c->done)
+		return;
+	c->done = true;
+	if (msg)
+		ssh_channel_write_stderr(c->ch, msg, (uint32_t)strlen(msg));
+	ssh_channel_request_send_exit_status(c->ch, status);
+	ssh_channel_send_eof(c->ch);
+	ssh_channel_close(c->ch);
+}
+
+static void chan_maybe_finish(struct chan *c)
+{
+	static const char *const sig[32] = {
+		[1] = "HUP", [2] = "INT", [3] = "QUIT", [4] = "ILL",
+		[6] = "ABRT", [8] = "FPE", [9] = "KILL", [11] = "SEGV",
+		[13] = "PIPE", [14] = "ALRM", [15] = "TERM",
+	};
+
+	if (c->done || !c->exited || c->io_fd >= 0 || c->err_fd >= 0)
+		return;
+	c->done = true;
+	if (c->status >> 8) {
+		int s = c->status & 0xff;
+
+		ssh_channel_request_send_exit_signal(c->ch, s < 32 && sig[s] ?
+						     sig[s] : "KILL", 0, "", "");
+	} else {
+		ssh_channel_request_send_exit_status(c->ch, c->status & 0xff);
+	}
+	ssh_channel_send_eof(c->ch);
+	ssh_channel_close(c->ch);
+}
+
+static int chan_fd_event(socket_t fd, int revents, void *userdata)
+{
+	struct chan *c = userdata;
+	uint8_t buf[16384];
+	ssize_t n;
+
+	(void)revents;
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0) {
+		ssh_event_remove_fd(S.ev, fd);
+		close(fd);
+		if (fd == c->io_fd)
+			c->io_fd = -1;
+		else
+			c->err_fd = -1;
+		chan_maybe_finish(c);
+		return 0;
+	}
+	if (fd == c->err_fd)
+		ssh_channel_write_stderr(c->ch, buf, (uint32_t)n);
+	else
+		ssh_channel_write(c->ch, buf, (uint32_t)n);
+	return 0;
+}
+
+static void chan_try_open(struct chan *c)
+{
+	struct uvm *u = c->conn->vm;
+	struct worker_msg m = { .type = WORKER_SESSION_OPEN };
+
+	if (!c->requested || c->opened || c->done || !u ||
+	    u->state != U_RUNNING)
+		return;
+	m.a = c->id;
+	m.spawn.pty = c->pty;
+	m.spawn.rows = c->rows ? c->rows : 24;
+	m.spawn.cols = c->cols ? c->cols : 80;
+	m.spawn.err_port = -1;
+	snprintf(m.spawn.term, sizeof(m.spawn.term), "%s", c->term);
+	if (c->cmd)
+		snprintf(m.spawn.cmd, sizeof(m.spawn.cmd), "%s", c->cmd);
+	c->opened = true;	/* asked; the fds follow */
+	if (worker_send(&u->w, &m) < 0)
+		chan_send_and_close(c, "clone: your VM is not answering\r\n",
+				    255);
+}
+
+static void chan_start(struct chan *c, const char *cmd)
+{
+	if (c->requested)
+		return;
+	c->requested = true;
+	if (cmd)
+		c->cmd = strdup(cmd);
+	if (c->conn->capacity || !c->conn->vm) {
+		chan_send_and_close(c, CAPACITY_MSG, 1);
+		return;
+	}
+	log_info("session %u for %s: %s%s", c->id, c->conn->user,
+		 cmd ? "exec" : "shell", c->pty ? " with a pty" : "");
+	c->opened = false;
+	chan_try_open(c);
+}
+
+static int cb_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
+		   int is_stderr, void *userdata)
+{
+	struct chan *c = userdata;
+	ssize_t n;
+
+	(void)s;
+	(void)ch;
+	(void)is_stderr;
+	if (c->in_fd >= 0) {
+		n = write(c->in_fd, data, len);
+		return n < 0 ? (errno == EAGAIN ? 0 : (int)len) : (int)n;
+	}
+	if (c->done || (c->opened && c->io_fd >= 0))
+		return (int)len;	/* stdin already closed */
+	if (c->npending + len > PENDING_MAX)
+		return 0;	/* the window fills; the client waits */
+	if (!c->pending && !(c->pending = malloc(PENDING_MAX)))
+		return 0;
+	memcpy(c->pending + c->npending, data, len);
+	c->npending += len;
+	return (int)len;
+}
+
+static void cb_eof(ssh_session s, ssh_channel ch, void *userdata)
+{
+	struct chan *c = userdata;
+
+	(void)s;
+	(void)ch;
+	c->client_eof = true;
+	/* stdin's EOF: its port's host side closes. A terminal has none. */
+	if (c->in_fd >= 0 && !c->pty) {
+		close(c->in_fd);
+		c->in_fd = -1;
+	}
+}
+
+static void cb_close(ssh_session s, ssh_channel ch, void *userdata)
+{
+	struct chan *c = userdata;
+	struct uvm *u = c->conn->vm;
+
+	(void)s;
+	(void)ch;
+	if (!c->done && c->requested && u && u->state == U_RUNNING) {
+		struct worker_msg m = { .type = WORKER_SESSION_SIGNAL,
+					.a = c->id, .b = SIGHUP };
+
+		worker_send(&u->w, &m);
+	}
+	c->done = true;
+}
+
+static int cb_pty(ssh_session s, ssh_channel ch, const char *term, int w,
+		  int h, int pw, int ph, void *userdata)
+{
+	struct chan *c = userdata;
+
+	(void)s;
+	(void)ch;
+	(void)pw;
+	(void)ph;
+	c->pty = true;
+	c->cols = (uint16_t)(w > 0 && w < 10000 ? w : 80);
+	c->rows = (uint16_t)(h > 0 && h < 10000 ? h : 24);
+	snprintf(c->term, sizeof(c->term), "%s", term);
+	for (char *p = c->term; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+		      *p == '+' || *p == '_'))
+			*p = '_';
+	return SSH_OK;
+}
+
+static int cb_resize(ssh_session s, ssh_channel ch, int w, int h, int pw,
+		     int ph, void *userdata)
+{
+	struct chan *c = userdata;
+	struct uvm *u = c->conn->vm;
+	struct worker_msg m = { .type = WORKER_SESSION_RESIZE };
+
+	(void)s;
+	(void)ch;
+	(void)pw;
+	(void)ph;
+	c->cols = (uint16_t)(w > 0 && w < 10000 ? w : 80);
+	c->rows = (uint16_t)(h > 0 && h < 10000 ? h : 24);
+	if (u && u->state == U_RUNNING && c->opened) {
+		m.a = c->id;
+		m.spawn.rows = c->rows;
+		m.spawn.cols = c->cols;
+		worker_send(&u->w, &m);
+	}
+	return SSH_OK;
+}
+
+static int cb_env(ssh_session s, ssh_channel ch, const char *name,
+		  const char *value, void *userdata)
+{
+	struct chan *c = userdata;
+
+	(void)s;
+	(void)ch;
+	if (strcmp(name, "TERM") == 0) {
+		snprintf(c->term, sizeof(c->term), "%s", value);
+		return SSH_OK;
+	}
+	/* XXX: LANG and LC_* are accepted but not yet passed to the guest. */
+	if (strcmp(name, "LANG") == 0 || strncmp(name, "LC_", 3) == 0)
+		return SSH_OK;
+	return SSH_ERROR;
+}
+
+static int cb_shell(ssh_session s, ssh_channel ch, void *userdata)
+{
+	(void)s;
+	(void)ch;
+	chan_start(userdata, NULL);
+	return SSH_OK;
+}
+
+static int cb_exec(ssh_session s, ssh_channel ch, const char *cmd,
+		   void *userdata)
+{
+	(void)s;
+	(void)ch;
+	if (strlen(cmd) > AGENT_CMD_MAX)
+		return SSH_ERROR;
+	chan_start(userdata, cmd);
+	return SSH_OK;
+}
+
+static ssh_channel cb_channel_open(ssh_session s, void *userdata)
+{
+	struct conn *k = userdata;
+	struct chan *c;
+	int slot = -1;
+
+	if (!k->authed)
+		return NULL;
+	for (int i = 0; i < MAX_CHANNELS; i++)
+		if (!k->chans[i]) {
+			slot = i;
+			break;
+		}
+	if (slot < 0 || !(c = calloc(1, sizeof(*c))))
+		return NULL;
+	c->ch = ssh_channel_new(s);
+	if (!c->ch) {
+		free(c);
+		return NULL;
+	}
+	c->conn = k;
+	c->id = ++S.next_id ? S.next_id : ++S.next_id;
+	c->in_fd = c->io_fd = c->err_fd = -1;
+	c->cb = (struct ssh_channel_callbacks_struct){
+		.userdata = c,
+		.channel_data_function = cb_data,
+		.channel_eof_function = cb_eof,
+		.channel_close_function = cb_close,
+		.channel_pty_request_function = cb_pty,
+		.channel_pty_window_change_function = cb_resize,
+		.channel_env_request_function = cb_env,
+		.channel_shell_request_function = cb_shell,
+		.channel_exec_request_function = cb_exec,
+	};
+	ssh_callbacks_init(&c->cb);
+	ssh_set_channel_callbacks(c->ch, &c->cb);
+	k->chans[slot] = c;
+	return c->ch;
+}
+
+/* ---- connections and authentication ------------------------------------ */
+
+static void fingerprint(ssh_key key, char *out, size_t len)
+{
+	unsigned char *hash = NULL;
+	size_t hlen = 0;
+	char *fp;
+
+	snprintf(out, len, "?");
+	if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash,
+				   &hlen) < 0)
+		return;
+	fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+	if (fp)
+		snprintf(out, len, "%s", fp);
+	ssh_string_free_char(fp);
+	ssh_clean_pubkey_hash(&hash);
+}
+
+static int auth_denied(struct conn *k)
+{
+	if (++k->fails >= S.cfg->server.max_auth_tries) {
+		log_info("auth: too many failures for %s; disconnecting",
+			 k->user);
+		k->dead = true;
+	}
+	return SSH_AUTH_DENIED;
+}
+
+static int cb_auth_pubkey(ssh_session s, const char *user,
+			  struct ssh_key_struct *key, char state,
+			  void *userdata)
+{
+	struct conn *k = userdata;
+	char path[4096], fp[128];
+	const char *type = ssh_key_type_to_char(ssh_key_type(key));
+	int r;
+
+	(void)s;
+	snprintf(k->user, sizeof(k->user), "%s", user);
+	if (!sshd_valid_user(user)) {
+		log_info("auth: invalid user name refused");
+		return auth_denied(k);
+	}
+	if (!type || !sshd_key_type_ok(type))
+		return auth_denied(k);
+	if (sshd_keys_path(S.cfg->server.authorized_keys, user, path,
+			   sizeof(path)) < 0)
+		return auth_denied(k);
+	r = sshd_authkeys_file_match(path, key);
+	if (r == -ENOENT && !S.cfg->server.open_signup) {
+		if (state == SSH_PUBLICKEY_STATE_VALID)
+			log_info("auth: unknown user %s", user);
+		return auth_denied(k);
+	}
+	if (r == 0 || (r < 0 && r != -ENOENT))
+		return auth_denied(k);
+	if (state == SSH_PUBLICKEY_STATE_NONE)
+		return SSH_AUTH_SUCCESS;	/* this key would do: sign */
+	if (state != SSH_PUBLICKEY_STATE_VALID)
+		return auth_denied(k);
+	fingerprint(key, fp, sizeof(fp));
+	if (r == -ENOENT) {
+		r = sshd_authkeys_write(path, key);
+		if (r < 0) {
+			log_warnx("signup %s: %s: %s", user, path, strerror(-r));
+			return auth_denied(k);
+		}
+		log_info("signup: %s claimed with %s %s", user, type, fp);
+	}
+	log_info("auth: %s accepted with %s %s", user, type, fp);
+	k->authed = true;
+	k->vm = uvm_find(user, true);
+	if (!k->vm) {
+		k->capacity = true;
+		return SSH_AUTH_SUCCESS;
+	}
+	k->vm->refs++;
+	/* Start the clone now, while the client sets up its channel. */
+	if (!uvm_want(k->vm)) {
+		log_info("vm %s: refused, host at capacity (%u VMs)", user,
+			 active_vms());
+		k->capacity = true;
+		k->vm->refs--;
+		k->vm = NULL;
+	}
+	return SSH_AUTH_SUCCESS;
+}
+
+static void conn_free(int i)
+{
+	struct conn *k = S.conns[i];
+
+	for (int j = 0; j < MAX_CHANNELS; j++)
+		if (k->chans[j]) {
+			struct chan *c = k->chans[j];
+
+			if (!c->done && c->requested && k->vm &&
+			    k->vm->state == U_RUNNING) {
+				struct worker_msg m = {
+					.type = WORKER_SESSION_SIGNAL,
+					.a = c->id, .b = SIGHUP };
+
+				worker_send(&k->vm->w, &m);
+			}
+			chan_free(c);
+		}
+	if (k->vm && --k->vm->refs == 0) {
+		k->vm->detached = time(NULL);
+		log_info("vm %s: detached", k->vm->user);
+	}
+	if (k->in_event)
+		ssh_event_remove_session(S.ev, k->s);
+	ssh_disconnect(k->s);
+	ssh_free(k->s);
+	free(k);
+	S.conns[i] = NULL;
+}
+
+static int accept_event(socket_t fd, int revents, void *userdata)
+{
+	struct conn *k;
+	int slot = -1, r;
+
+	(void)fd;
+	(void)revents;
+	(void)userdata;
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (!S.conns[i]) {
+			slot = i;
+			break;
+		}
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return 0;
+	k->s = ssh_new();
+	if (!k->s || ssh_bind_accept(S.bind, k->s) != SSH_OK) {
+		if (k->s)
+			ssh_free(k->s);
+		free(k);
+		return 0;
+	}
+	if (slot < 0 || S.stopping) {
+		ssh_disconnect(k->s);
+		ssh_free(k->s);
+		free(k);
+		return 0;
+	}
+	k->t0 = time(NULL);
+	k->cb = (struct ssh_server_callbacks_struct){
+		.userdata = k,
+		.auth_pubkey_function = cb_auth_pubkey,
+		.channel_open_request_session_function = cb_channel_open,
+	};
+	ssh_callbacks_init(&k->cb);
+	ssh_set_server_callbacks(k->s, &k->cb);
+	ssh_set_auth_methods(k->s, SSH_AUTH_METHOD_PUBLICKEY);
+	ssh_set_blocking(k->s, 0);
+	r = ssh_handle_key_exchange(k->s);
+	if (r == SSH_ERROR) {
+		ssh_free(k->s);
+		free(k);
+		return 0;
+	}
+	S.conns[slot] = k;
+	ssh_event_add_session(S.ev, k->s);
+	k->in_event = true;
+	log_info("connection %d accepted", slot);
+	return 0;
+}
+
+/* ---- timers, status, start and stop ------------------------------------ */
+
+static void write_status(void)
+{
+	char path[4096], tmp[4200];
+	time_t now = time(NULL);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/status", S.cfg->server.state_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return;
+	fprintf(f, "%-16s %-10s %8s %8s %11s\n", "USER", "STATE", "UPTIME",
+		"SESSIONS", "PRIVATE_MIB");
+	for (int i = 0; i < MAX_USERS; i++) {
+		struct uvm *u = S.users[i];
+		char sp[64], line[256];
+		long priv = 0;
+		FILE *sm;
+
+		if (!u || u->state == U_FREE)
+			continue;
+		snprintf(sp, sizeof(sp), "/proc/%d/smaps_rollup", u->w.pid);
+		if (u->w.pid > 0 && (sm = fopen(sp, "re"))) {
+			while (fgets(line, sizeof(line), sm))
+				if (strncmp(line, "Private_Dirty:", 14) == 0)
+					priv = strtol(line + 14, NULL, 10);
+			fclose(sm);
+		}
+		fprintf(f, "%-16s %-10s %7lds %8d %11.1f\n", u->user,
+			state_name[u->state],
+			u->state == U_SUSPENDED ? 0L : (long)(now - u->started),
+			u->refs, (double)priv / 1024);
+	}
+	fclose(f);
+	rename(tmp, path);
+}
+
+static void tick(void)
+{
+	time_t now = time(NULL);
+
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *k = S.conns[i];
+		int st;
+
+		if (!k)
+			continue;
+		st = ssh_get_status(k->s);
+		if (!k->authed && now - k->t0 >= S.cfg->server.login_grace_time) {
+			log_info("connection %d: login grace time over", i);
+			k->dead = true;
+		}
+		for (int j = 0; j < MAX_CHANNELS; j++) {
+			struct chan *c = k->chans[j];
+
+			if (c && c->done && !ssh_channel_is_open(c->ch)) {
+				chan_free(c);
+				k->chans[j] = NULL;
+			}
+		}
+		if (k->dead || (st & (SSH_CLOSED | SSH_CLOSED_ERROR)) ||
+		    !ssh_is_connected(k->s)) {
+			log_info("connection %d closed", i);
+			conn_free(i);
+		}
+	}
+	for (int i = 0; i < MAX_USERS; i++) {
+		struct uvm *u = S.users[i];
+		struct worker_msg m = { .type = WORKER_SUSPEND };
+		char dir[4096];
+
+		if (!u || u->refs > 0)
+			continue;
+		if (u->state == U_RUNNING &&
+		    (now - u->detached >= S.cfg->vm.detach_timeout ||
+		     S.stopping)) {
+			suspend_dir(u->user, dir, sizeof(dir));
+			mkdir(dir, 0700);
+			snprintf(m.text, sizeof(m.text), "%.159s", dir);
+			u->state = U_SUSPENDING;
+			log_info("vm %s: suspending", u->user);
+			worker_send(&u->w, &m);
+		} else if (u->state == U_SUSPENDED && !S.stopping &&
+			   now - u->detached >= S.cfg->vm.reap_timeout) {
+			uvm_lost(u, "reaped");
+		}
+	}
+	write_status();
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	S.stop = 1;
+}
+
+static int host_key(const char *path)
+{
+	ssh_key key = NULL;
+	int r;
+
+	if (access(path, R_OK) == 0)
+		return 0;
+	if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK)
+		return -EIO;
+	r = ssh_pki_export_privkey_file(key, NULL, NULL, NULL, path);
+	ssh_key_free(key);
+	if (r != SSH_OK)
+		return -EIO;
+	chmod(path, 0600);
+	log_info("host key created: %s", path);
+	return 0;
+}
+
+/* VMs suspended by an earlier run come back as suspended. */
+static void load_suspended(void)
+{
+	char dir[4096];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(dir, sizeof(dir), "%s/suspended", S.cfg->server.state_dir);
+	mkdir(dir, 0700);
+	d = opendir(dir);
+	while (d && (e = readdir(d))) {
+		char st[4600];
+		struct uvm *u;
+
+		snprintf(st, sizeof(st), "%s/%s/state", dir, e->d_name);
+		if (!sshd_valid_user(e->d_name) || access(st, R_OK) != 0)
+			continue;
+		u = uvm_find(e->d_name, true);
+		if (!u)
+			continue;
+		u->state = U_SUSPENDED;
+		u->detached = time(NULL);
+		log_info("vm %s: suspended (from an earlier run)", u->user);
+	}
+	if (d)
+		closedir(d);
+}
+
+static int busy_vms(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_USERS; i++)
+		if (S.users[i] && (S.users[i]->state == U_SUSPENDING ||
+				   S.users[i]->state == U_STARTING ||
+				   S.users[i]->state == U_WAITING))
+			n++;
+	return n;
+}
+
+int sshd_serve(struct cfg *cfg)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	int r = 1, port = cfg->server.listen_port;
+	time_t last = 0, stop_at = 0;
+
+	S.cfg = cfg;
+	S.mgr = -1;
+	signal(SIGPIPE, SIG_IGN);
+	if (mkdir(cfg->server.state_dir, 0700) < 0 && errno != EEXIST)
+		fatal("%s", cfg->server.state_dir);
+	if (host_key(cfg->server.host_key) < 0)
+		fatalx("%s: cannot create the host key", cfg->server.host_key);
+	if (manager_start() < 0)
+		fatal("starting the VM manager");
+	S.bind = ssh_bind_new();
+	ssh_bind_options_set(S.bind, SSH_BIND_OPTIONS_BINDADDR,
+			     cfg->server.listen_host);
+	ssh_bind_options_set(S.bind, SSH_BIND_OPTIONS_BINDPORT, &port);
+	ssh_bind_options_set(S.bind, SSH_BIND_OPTIONS_HOSTKEY,
+			     cfg->server.host_key);
+	if (ssh_bind_listen(S.bind) != SSH_OK)
+		fatalx("listen on %s:%d: %s", cfg->server.listen_host, port,
+		       ssh_get_error(S.bind));
+	ssh_bind_set_blocking(S.bind, 0);
+	S.ev = ssh_event_new();
+	ssh_event_add_fd(S.ev, ssh_bind_get_fd(S.bind), POLLIN, accept_event,
+			 NULL);
+	ssh_event_add_fd(S.ev, S.mgr, POLLIN, manager_event, NULL);
+	load_suspended();
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	log_info("listening on %s:%d", cfg->server.listen_host, port);
+
+	for (;;) {
+		time_t now;
+
+		ssh_event_dopoll(S.ev, 200);
+		now = time(NULL);
+		if (S.stop && !S.stopping) {
+			log_info("stopping: no new connections; suspending "
+				 "running VMs to disk");
+			S.stopping = true;
+			stop_at = now;
+			ssh_event_remove_fd(S.ev, ssh_bind_get_fd(S.bind));
+			for (int i = 0; i < MAX_CONNS; i++)
+				if (S.conns[i])
+					S.conns[i]->dead = true;
+			last = 0;
+		}
+		if (now != last) {
+			tick();
+			last = now;
+		}
+		if (S.stopping && ((active_vms() == 0 || busy_vms() == 0) &&
+				   active_vms() == 0)) {
+			r = 0;
+			break;
+		}
+		if (S.stopping && now - stop_at > 60) {
+			log_warnx("stopping: VMs still busy after 60 s");
+			break;
+		}
+	}
+	ssh_event_free(S.ev);
+	ssh_bind_free(S.bind);
+	if (S.mgr >= 0)
+		close(S.mgr);
+	log_info("stopped");
+	return r;
+}
