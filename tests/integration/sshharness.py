@@ -1,0 +1,129 @@
+"""A `clone serve` for a test, and the real SSH clients to talk to it."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from harness import CLONE, INITRD, KERNEL, STATE, Output, need_kvm
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def keygen(path, kind="ed25519"):
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", path],
+                   check=True)
+    return path
+
+
+class Server:
+    """clone serve on a free loopback port, its own state directory (the
+    template directory shared with the other tests, so nothing boots)."""
+
+    def __init__(self, tmp, open_signup=True, detach=300, reap=86400,
+                 max_vms=100, start=True):
+        need_kvm()
+        self.tmp = tmp
+        self.port = free_port()
+        self.state = os.path.join(tmp, "state")
+        self.users = os.path.join(tmp, "users")
+        os.makedirs(self.state, exist_ok=True)
+        os.makedirs(os.path.join(STATE, "templates"), exist_ok=True)
+        if not os.path.exists(os.path.join(self.state, "templates")):
+            os.symlink(os.path.join(STATE, "templates"),
+                       os.path.join(self.state, "templates"))
+        self.config = os.path.join(tmp, "serve.ini")
+        with open(self.config, "w") as f:
+            f.write(f"""[server]
+listen = 127.0.0.1:{self.port}
+state_dir = {self.state}
+authorized_keys = {self.users}/%u
+open_signup = {'yes' if open_signup else 'no'}
+max_auth_tries = 3
+login_grace_time = 10
+[template]
+kernel = {KERNEL}
+initrd = {INITRD}
+[vm]
+max_vms = {max_vms}
+detach_timeout = {detach}
+reap_timeout = {reap}
+""")
+        self.key = keygen(os.path.join(tmp, "id"))
+        self.proc = None
+        if start:
+            self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen([CLONE, "serve", "-c", self.config],
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.log = Output(self.proc.stderr.fileno())
+        self.log.expect(r"template \w+ ready", 300)
+        self.log.expect(r"listening on", 10)
+
+    def stop(self, sig=signal.SIGTERM, timeout=90):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("clone serve did not stop:\n"
+                                     + self.log.text()[-2000:])
+        return self.proc.returncode if self.proc else None
+
+    def ssh_args(self, user, key=None, extra=()):
+        return ["ssh", "-i", key or self.key, "-p", str(self.port),
+                "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+                "-o", "IdentitiesOnly=yes", *extra, f"{user}@127.0.0.1"]
+
+    def ssh(self, user, cmd, key=None, stdin=None, timeout=60):
+        p = subprocess.run(self.ssh_args(user, key) + [cmd],
+                           input=stdin, capture_output=True,
+                           timeout=timeout)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def status(self):
+        p = subprocess.run([CLONE, "status", "-c", self.config],
+                           capture_output=True, text=True, timeout=10)
+        rows = {}
+        for line in p.stdout.splitlines()[1:]:
+            f = line.split()
+            rows[f[0]] = f[1]
+        return rows
+
+    def wait_state(self, user, state, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.status().get(user, "none") == state:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{user} not {state} after {timeout}s: "
+                             f"{self.status()}\n{self.log.text()[-1500:]}")
+
+    def host_fingerprint(self):
+        key = os.path.join(self.state, "ssh_host_ed25519_key")
+        pub = subprocess.run(["ssh-keygen", "-y", "-f", key],
+                             capture_output=True, text=True, check=True)
+        p = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", "-"],
+                           input=pub.stdout, capture_output=True, text=True,
+                           check=True)
+        return re.search(r"SHA256:\S+", p.stdout).group(0)
+
+    def close(self):
+        try:
+            self.stop(signal.SIGKILL, 10)
+        except AssertionError:
+            pass
