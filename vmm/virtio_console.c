@@ -283,7 +283,10 @@ static void port_tx(struct vcon *c, unsigned nr)
 				return;
 			}
 			if (n < 0) {
-				log_warn("virtio-console: port %u output", nr);
+				/* EPIPE: nobody listens any more; drop. */
+				if (errno != EPIPE)
+					log_warn("virtio-console: port %u "
+						 "output", nr);
 				p->out_fd = -1;
 				continue;
 			}

@@ -187,7 +187,7 @@ static int wait_go(int ctl, struct worker_msg *m)
 
 static int run_vm(int ctl, struct vm *vm)
 {
-	bool acked = false;
+	bool acked = vm_identity_acked(vm);	/* a resumed VM has been */
 
 	for (;;) {
 		struct pollfd p[2] = {
