@@ -69,6 +69,7 @@ check: all guest
 bench: all guest
 	@python3 tests/bench/boot.py $(BENCH_ARGS)
 	@python3 tests/bench/clone.py $(BENCH_ARGS)
+	@python3 tests/bench/ssh.py $(BENCH_ARGS)
 
 # Everything a fresh Debian machine needs, then a development server on
 # 127.0.0.1:2222 (open sign-up: the first key used for a name claims it).

@@ -289,8 +289,52 @@ static bool valid_term(const char *t)
 	return true;
 }
 
+int agent_env_ok(const char *name, const char *value)
+{
+	size_t n = strlen(name);
+
+	if (strcmp(name, "LANG") != 0 &&
+	    (n < 4 || n > 32 || strncmp(name, "LC_", 3) != 0))
+		return 0;
+	for (size_t i = 3; strcmp(name, "LANG") && i < n; i++)
+		if (!((name[i] >= 'A' && name[i] <= 'Z') || name[i] == '_'))
+			return 0;
+	if (strlen(value) > 127)
+		return 0;
+	for (const char *v = value; *v; v++)
+		if (*v < 0x20 || *v > 0x7e || *v == '"' || *v == '\\' ||
+		    *v == '\'')
+			return 0;
+	return 1;
+}
+
+/* Each entry NAME=value, NUL-terminated, allowed by agent_env_ok. */
+static bool valid_env(const char *env, size_t len)
+{
+	size_t off = 0;
+
+	if (len > AGENT_ENV_MAX || (len && env[len - 1] != 0))
+		return false;
+	while (off < len) {
+		char entry[AGENT_ENV_MAX], *eq;
+		size_t l = strlen(env + off);
+
+		memcpy(entry, env + off, l + 1);
+		eq = strchr(entry, '=');
+		if (!eq)
+			return false;
+		*eq = 0;
+		if (!agent_env_ok(entry, eq + 1))
+			return false;
+		off += l + 1;
+	}
+	return true;
+}
+
 static bool valid_spawn(const struct agent_spawn *sp)
 {
+	if (!valid_env(sp->env, sp->env_len))
+		return false;
 	if (sp->io_port < AGENT_PORT_MIN || sp->io_port > AGENT_PORT_MAX)
 		return false;
 	if (sp->err_port != -1 &&
@@ -340,6 +384,8 @@ int agent_spawn_encode(const struct agent_spawn *sp, uint8_t *out,
 	if (sp->cmd[0])
 		r |= put(out, outlen, &off, AGENT_SP_CMD, sp->cmd,
 			 strlen(sp->cmd));
+	if (sp->env_len)
+		r |= put(out, outlen, &off, AGENT_SP_ENV, sp->env, sp->env_len);
 	return r ? -EMSGSIZE : (int)off;
 }
 
@@ -385,6 +431,12 @@ int agent_spawn_decode(const uint8_t *p, size_t len, struct agent_spawn *sp)
 			if (l != 1)
 				return -EINVAL;
 			sp->in_port = v[0];
+			break;
+		case AGENT_SP_ENV:
+			if (l == 0 || l > AGENT_ENV_MAX)
+				return -EINVAL;
+			memcpy(sp->env, v, l);
+			sp->env_len = (uint16_t)l;
 			break;
 		case AGENT_SP_PTY:
 			if (l != 4)

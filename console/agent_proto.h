@@ -118,10 +118,13 @@ enum agent_spawn_tag {
 	AGENT_SP_CMD = 6,	/* the command, 1..AGENT_CMD_MAX bytes, no NUL */
 	AGENT_SP_IN_PORT = 7,	/* u8, stdin apart (its host side closing is
 				 * EOF), not with a pty */
+	AGENT_SP_ENV = 8,	/* "NAME=value" strings, each NUL-terminated:
+				 * LANG and LC_* only, at most AGENT_ENV_MAX bytes */
 	AGENT_SP_MAX
 };
 
 #define AGENT_CMD_MAX 3072
+#define AGENT_ENV_MAX 512
 #define AGENT_PORT_MIN 2
 #define AGENT_PORT_MAX 63
 
@@ -134,7 +137,13 @@ struct agent_spawn {
 	uint16_t rows, cols;
 	char term[64];		/* "" for none */
 	char cmd[AGENT_CMD_MAX + 1];	/* "" for a login shell */
+	char env[AGENT_ENV_MAX];	/* NUL-separated NAME=value */
+	uint16_t env_len;
 };
+
+/* Whether NAME=value may be passed to a session: LANG or LC_*, a value of
+ * printable ASCII without quotes or backslashes, at most 127 bytes. */
+int agent_env_ok(const char *name, const char *value);
 
 /* Encode/decode a SPAWN payload. Lengths and forms as above; encode
  * returns the length or -EINVAL/-EMSGSIZE, decode 0 or -EBADMSG/-EINVAL. */

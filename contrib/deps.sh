@@ -11,7 +11,7 @@ linux-libc-dev
 linux-source-6.1 busybox-static flex bison bc libelf-dev libssl-dev
 cpio xz-utils patch
 python3 openssh-client putty-tools dropbear-bin util-linux procps
-qemu-system-x86
+qemu-system-x86 openssh-server
 "
 
 missing=
@@ -29,6 +29,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Packages only: no service may start (openssh-server is a benchmark peer,
+# started by the benchmark itself on a loopback port).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' > "$policy"
+	chmod +x "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 # shellcheck disable=SC2086
 if ! apt-get install -y -q --no-install-recommends $missing >/dev/null; then
 	apt-get update -q >/dev/null

@@ -31,7 +31,7 @@
 #define MAX_CONNS 1024
 #define MAX_USERS 4096
 #define MAX_CHANNELS 8		/* session channels per connection */
-#define PENDING_MAX 65536	/* client input held while the VM starts */
+#define PENDING_MAX (4 << 20)	/* client input not yet taken by the guest */
 #define GUEST_UID 1000
 #define CAPACITY_MSG "clone: host at capacity, try again later\r\n"
 
@@ -63,10 +63,13 @@ struct chan {
 	bool pty, requested, opened, exited, client_eof, done;
 	uint16_t rows, cols, status;
 	char term[64];
+	char env[AGENT_ENV_MAX];	/* LANG, LC_*: NAME=value\0... */
+	uint16_t env_len;
 	char *cmd;		/* NULL: login shell */
 	int in_fd, io_fd, err_fd;	/* stdin (-1 with a pty), out, err */
-	uint8_t *pending;	/* client input before the ports exist */
+	uint8_t *pending;	/* client input the guest has not taken yet */
 	size_t npending;
+	bool in_polled;		/* in_fd registered for POLLOUT */
 };
 
 struct conn {
@@ -369,6 +372,7 @@ static struct chan *chan_by_id(struct uvm *u, uint32_t id)
 
 static int chan_fd_event(socket_t fd, int revents, void *userdata);
 static void chan_maybe_finish(struct chan *c);
+static void flush_input(struct chan *c);
 
 static int worker_event(socket_t fd, int revents, void *userdata)
 {
@@ -436,13 +440,7 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 			c->in_fd = dup(c->io_fd);	/* a pty: one fd */
 		else
 			fcntl(c->in_fd, F_SETFL, O_NONBLOCK);
-		if (c->npending && write(c->in_fd, c->pending, c->npending) < 0)
-			log_warn("session input");
-		c->npending = 0;
-		if (c->client_eof && !c->pty) {
-			close(c->in_fd);
-			c->in_fd = -1;
-		}
+		flush_input(c);
 		break;
 	case WORKER_SESSION_EXIT:
 		c = chan_by_id(u, (uint32_t)m.a);
@@ -482,8 +480,11 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 
 static void chan_free(struct chan *c)
 {
-	if (c->in_fd >= 0)
+	if (c->in_fd >= 0) {
+		if (c->in_polled)
+			ssh_event_remove_fd(S.ev, c->in_fd);
 		close(c->in_fd);
+	}
 	if (c->io_fd >= 0) {
 		ssh_event_remove_fd(S.ev, c->io_fd);
 		close(c->io_fd);
@@ -575,6 +576,8 @@ static void chan_try_open(struct chan *c)
 	snprintf(m.spawn.term, sizeof(m.spawn.term), "%s", c->term);
 	if (c->cmd)
 		snprintf(m.spawn.cmd, sizeof(m.spawn.cmd), "%s", c->cmd);
+	memcpy(m.spawn.env, c->env, c->env_len);
+	m.spawn.env_len = c->env_len;
 	c->opened = true;	/* asked; the fds follow */
 	if (worker_send(&u->w, &m) < 0)
 		chan_send_and_close(c, "clone: your VM is not answering\r\n",
@@ -598,27 +601,67 @@ static void chan_start(struct chan *c, const char *cmd)
 	chan_try_open(c);
 }
 
+static int in_fd_event(socket_t fd, int revents, void *userdata);
+
+/* Client input to the guest's stdin (or terminal) without blocking: what
+ * does not fit waits in c->pending, written when in_fd can take more. At
+ * client EOF, once all is written, stdin's port closes. */
+static void flush_input(struct chan *c)
+{
+	if (c->in_fd < 0)
+		return;
+	while (c->npending) {
+		ssize_t n = write(c->in_fd, c->pending, c->npending);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {		/* the guest side is gone */
+			c->npending = 0;
+			break;
+		}
+		memmove(c->pending, c->pending + n, c->npending - (size_t)n);
+		c->npending -= (size_t)n;
+	}
+	if (c->npending && !c->in_polled) {
+		ssh_event_add_fd(S.ev, c->in_fd, POLLOUT, in_fd_event, c);
+		c->in_polled = true;
+	} else if (!c->npending && c->in_polled) {
+		ssh_event_remove_fd(S.ev, c->in_fd);
+		c->in_polled = false;
+	}
+	if (!c->npending && c->client_eof && !c->pty) {
+		close(c->in_fd);
+		c->in_fd = -1;
+	}
+}
+
+static int in_fd_event(socket_t fd, int revents, void *userdata)
+{
+	(void)fd;
+	(void)revents;
+	flush_input(userdata);
+	return 0;
+}
+
 static int cb_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
 		   int is_stderr, void *userdata)
 {
 	struct chan *c = userdata;
-	ssize_t n;
 
 	(void)s;
 	(void)ch;
 	(void)is_stderr;
-	if (c->in_fd >= 0) {
-		n = write(c->in_fd, data, len);
-		return n < 0 ? (errno == EAGAIN ? 0 : (int)len) : (int)n;
-	}
-	if (c->done || (c->opened && c->io_fd >= 0))
+	if (c->done || (c->opened && c->io_fd >= 0 && c->in_fd < 0))
 		return (int)len;	/* stdin already closed */
 	if (c->npending + len > PENDING_MAX)
-		return 0;	/* the window fills; the client waits */
+		return 0;	/* XXX: libssh keeps it until more arrives */
 	if (!c->pending && !(c->pending = malloc(PENDING_MAX)))
 		return 0;
 	memcpy(c->pending + c->npending, data, len);
 	c->npending += len;
+	flush_input(c);
 	return (int)len;
 }
 
@@ -629,11 +672,9 @@ static void cb_eof(ssh_session s, ssh_channel ch, void *userdata)
 	(void)s;
 	(void)ch;
 	c->client_eof = true;
-	/* stdin's EOF: its port's host side closes. A terminal has none. */
-	if (c->in_fd >= 0 && !c->pty) {
-		close(c->in_fd);
-		c->in_fd = -1;
-	}
+	/* stdin's EOF: its port's host side closes once what came before is
+	 * written. A terminal has none. */
+	flush_input(c);
 }
 
 static void cb_close(ssh_session s, ssh_channel ch, void *userdata)
@@ -706,9 +747,15 @@ static int cb_env(ssh_session s, ssh_channel ch, const char *name,
 		snprintf(c->term, sizeof(c->term), "%s", value);
 		return SSH_OK;
 	}
-	/* XXX: LANG and LC_* are accepted but not yet passed to the guest. */
-	if (strcmp(name, "LANG") == 0 || strncmp(name, "LC_", 3) == 0)
+	if (agent_env_ok(name, value)) {
+		size_t l = strlen(name) + 1 + strlen(value) + 1;
+
+		if (c->env_len + l > sizeof(c->env))
+			return SSH_ERROR;
+		snprintf(c->env + c->env_len, l, "%s=%s", name, value);
+		c->env_len = (uint16_t)(c->env_len + l);
 		return SSH_OK;
+	}
 	return SSH_ERROR;
 }
 

@@ -216,14 +216,23 @@ static void become_user(void)
 static void exec_user(const struct agent_spawn *sp)
 {
 	char home[160], user[48], logname[48], term[80];
-	char *const envp[] = { home, user, logname, term, "SHELL=/bin/sh",
-			       "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-			       NULL };
+	char *envp[8 + AGENT_ENV_MAX / 2] = {
+		home, user, logname, term, "SHELL=/bin/sh",
+		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+	};
+	size_t n = 6;
+	char env[AGENT_ENV_MAX];
 
 	snprintf(home, sizeof(home), "HOME=%s", ident.home);
 	snprintf(user, sizeof(user), "USER=%s", ident.user);
 	snprintf(logname, sizeof(logname), "LOGNAME=%s", ident.user);
 	snprintf(term, sizeof(term), "TERM=%s", sp->term[0] ? sp->term : "dumb");
+	/* LANG and LC_* from the client, checked when decoded. */
+	memcpy(env, sp->env, sp->env_len);
+	for (size_t off = 0; off < sp->env_len && n + 1 < sizeof(envp) /
+	     sizeof(envp[0]); off += strlen(env + off) + 1)
+		envp[n++] = env + off;
+	envp[n] = NULL;
 	if (sp->cmd[0])
 		execle("/bin/sh", "sh", "-c", sp->cmd, (char *)NULL, envp);
 	else

@@ -32,6 +32,11 @@ def test_exec_output_status_stdin(tmp):
         assert st == 255        # ssh's status for a remote signal death
         st, out, _ = s.ssh("alice", "pwd; echo $HOME $USER $SHELL")
         assert out == "/home/alice\n/home/alice alice /bin/sh\n"
+        p = subprocess.run(s.ssh_args("alice", extra=[
+            "-o", "SetEnv=LANG=C.UTF-8 LC_TIME=C FOO=bar"]) +
+            ["echo $LANG/$LC_TIME/${FOO:-unset}"], capture_output=True,
+            text=True, timeout=60)
+        assert p.stdout == "C.UTF-8/C/unset\n", p
         log = s.log.text()
         assert re.search(r"auth: alice accepted with ssh-ed25519 SHA256:",
                          log)

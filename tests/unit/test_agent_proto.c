@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <setjmp.h>
 #include <cmocka.h>
@@ -276,9 +277,54 @@ static void test_encode_errors(void **state)
 	assert_int_equal(agent_encode(AGENT_MSG_LOG, "abc", 3, out, 7), 7);
 }
 
+static void test_spawn_round_trip_and_refusals(void **state)
+{
+	struct agent_spawn sp = { .session = 7, .io_port = 2, .err_port = 3,
+				  .in_port = 4 }, out;
+	uint8_t buf[AGENT_MAX_PAYLOAD];
+	int n;
+
+	(void)state;
+	snprintf(sp.cmd, sizeof(sp.cmd), "echo hi");
+	snprintf(sp.term, sizeof(sp.term), "xterm-256color");
+	memcpy(sp.env, "LANG=C.UTF-8\0LC_ALL=C\0", 22);
+	sp.env_len = 22;
+	n = agent_spawn_encode(&sp, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(agent_spawn_decode(buf, (size_t)n, &out), 0);
+	assert_int_equal(out.session, 7);
+	assert_int_equal(out.io_port, 2);
+	assert_int_equal(out.err_port, 3);
+	assert_int_equal(out.in_port, 4);
+	assert_string_equal(out.cmd, "echo hi");
+	assert_int_equal(out.env_len, 22);
+	assert_memory_equal(out.env, sp.env, 22);
+	/* Truncated anywhere: malformed, never a crash. */
+	for (int i = 0; i < n; i++)
+		assert_true(agent_spawn_decode(buf, (size_t)i, &out) < 0 ||
+			    i == 0 || out.session == 7);
+	/* Only LANG and LC_*, no quotes, ports distinct, no stdin port
+	 * with a pty. */
+	memcpy(sp.env, "PATH=/evil\0", 11);
+	sp.env_len = 11;
+	assert_int_equal(agent_spawn_encode(&sp, buf, sizeof(buf)), -EINVAL);
+	sp.env_len = 0;
+	sp.in_port = 2;
+	assert_int_equal(agent_spawn_encode(&sp, buf, sizeof(buf)), -EINVAL);
+	sp.in_port = 4;
+	sp.pty = 1;
+	sp.rows = 24;
+	sp.cols = 80;
+	assert_int_equal(agent_spawn_encode(&sp, buf, sizeof(buf)), -EINVAL);
+	assert_false(agent_env_ok("LC_ALL", "a\"b"));
+	assert_false(agent_env_ok("LD_PRELOAD", "x"));
+	assert_true(agent_env_ok("LC_CTYPE", "en_US.UTF-8"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_spawn_round_trip_and_refusals),
 		cmocka_unit_test(test_wire_format),
 		cmocka_unit_test(test_roundtrip_each_type),
 		cmocka_unit_test(test_zero_length),
