@@ -554,28 +554,18 @@ void vcon_detach_port(struct vcon *c, unsigned nr)
 	kick(c);
 }
 
-bool vcon_port_added(struct vcon *c, unsigned nr)
+bool vcon_port_state(struct vcon *c, unsigned nr, bool *guest_open)
 {
 	bool used;
 
+	*guest_open = false;
 	if (nr >= VCON_MAX_PORTS)
 		return false;
 	pthread_mutex_lock(&c->t.lock);
 	used = c->port[nr].used;
+	*guest_open = c->port[nr].guest_open;
 	pthread_mutex_unlock(&c->t.lock);
 	return used;
-}
-
-bool vcon_guest_open(struct vcon *c, unsigned nr)
-{
-	bool open;
-
-	if (nr >= VCON_MAX_PORTS)
-		return false;
-	pthread_mutex_lock(&c->t.lock);
-	open = c->port[nr].guest_open;
-	pthread_mutex_unlock(&c->t.lock);
-	return open;
 }
 
 /* Lock held. */
@@ -610,8 +600,6 @@ void vcon_resize(struct vcon *c, unsigned nr, uint16_t rows, uint16_t cols)
 	push_size(c, nr);
 	pthread_mutex_unlock(&c->t.lock);
 }
-
-
 
 /* ---- snapshot ---------------------------------------------------------- */
 

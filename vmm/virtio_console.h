@@ -96,10 +96,8 @@ int vcon_attach_port(struct vcon *c, unsigned nr, int in_fd, int out_fd);
 /* Take a port's host fds away (the caller closes them): the guest sees the
  * host side closed; guest output still queued is dropped. */
 void vcon_detach_port(struct vcon *c, unsigned nr);
-/* Whether port nr exists. */
-bool vcon_port_added(struct vcon *c, unsigned nr);
-/* Whether the guest has port nr open. */
-bool vcon_guest_open(struct vcon *c, unsigned nr);
+/* Whether port nr exists; *guest_open whether the guest has it open. */
+bool vcon_port_state(struct vcon *c, unsigned nr, bool *guest_open);
 
 /* New terminal size for a console port; reaches the guest as a resize. */
 void vcon_resize(struct vcon *c, unsigned nr, uint16_t rows, uint16_t cols);

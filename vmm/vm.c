@@ -1586,12 +1586,14 @@ static int claim_port(struct vm *vm, uint32_t id, int *host_fd)
 	int sv[2];
 
 	for (unsigned n = 2; n < VCON_MAX_PORTS; n++) {
-		if (vm->port_session[n] || vcon_guest_open(&vm->con, n))
+		bool open, added = vcon_port_state(&vm->con, n, &open);
+
+		if (vm->port_session[n] || open)
 			continue;
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 			return -errno;
 		fcntl(sv[1], F_SETFL, O_NONBLOCK);
-		if (vcon_port_added(&vm->con, n)) {
+		if (added) {
 			vcon_detach_port(&vm->con, n);
 			if (vm->port_fd[n] >= 0)
 				close(vm->port_fd[n]);
