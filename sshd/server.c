@@ -50,6 +50,7 @@ struct uvm {
 	int refs;		/* authenticated connections using it */
 	time_t detached;	/* when refs dropped to 0 */
 	time_t started;
+	struct timespec t_req;	/* when its clone or resume was asked for */
 	struct uvm *next_wait;	/* queue for a worker from the manager */
 };
 
@@ -216,6 +217,7 @@ static void uvm_request(struct uvm *u)
 	uint8_t req = 'W';
 
 	u->state = U_WAITING;
+	clock_gettime(CLOCK_MONOTONIC, &u->t_req);
 	u->next_wait = NULL;
 	if (S.wait_tail)
 		S.wait_tail->next_wait = u;
@@ -405,8 +407,16 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 			u->w.term_fd = -1;
 		}
 		u->state = U_RUNNING;
-		log_info("vm %s: %s", u->user, u->resume ? "resumed" :
-			 "cloned");
+		{
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			log_info("vm %s: %s in %.1f ms", u->user,
+				 u->resume ? "resumed" : "cloned",
+				 (double)(now.tv_sec - u->t_req.tv_sec) * 1e3 +
+					 (double)(now.tv_nsec -
+						  u->t_req.tv_nsec) / 1e6);
+		}
 		for_each_chan(u, open_chan_cb, NULL);
 		break;
 	case WORKER_ACKED:
