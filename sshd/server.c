@@ -71,6 +71,9 @@ struct chan {
 	uint8_t *pending;	/* client input the guest has not taken yet */
 	size_t npending;
 	bool in_polled;		/* in_fd registered for POLLOUT */
+	/* What the front-end itself adds (server-side clock): request to
+	 * SESSION_OPEN sent, and guest output read to handed to libssh. */
+	uint64_t t_req, req_ns, out_ns, out_reads;
 };
 
 struct conn {
@@ -520,6 +523,14 @@ static void chan_send_and_close(struct chan *c, const char *msg, int status)
 	ssh_channel_close(c->ch);
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 static void chan_maybe_finish(struct chan *c)
 {
 	static const char *const sig[32] = {
@@ -531,6 +542,10 @@ static void chan_maybe_finish(struct chan *c)
 	if (c->done || !c->exited || c->io_fd >= 0 || c->err_fd >= 0)
 		return;
 	c->done = true;
+	log_info("session %u: front-end overhead %.3f ms (request %.3f, "
+		 "output %.3f over %llu reads)", c->id,
+		 (double)(c->req_ns + c->out_ns) / 1e6, (double)c->req_ns / 1e6,
+		 (double)c->out_ns / 1e6, (unsigned long long)c->out_reads);
 	if (c->status >> 8) {
 		int s = c->status & 0xff;
 
@@ -547,6 +562,7 @@ static int chan_fd_event(socket_t fd, int revents, void *userdata)
 {
 	struct chan *c = userdata;
 	uint8_t buf[16384];
+	uint64_t t0;
 	ssize_t n;
 
 	(void)revents;
@@ -563,10 +579,13 @@ static int chan_fd_event(socket_t fd, int revents, void *userdata)
 		chan_maybe_finish(c);
 		return 0;
 	}
+	t0 = mono_ns();
 	if (fd == c->err_fd)
 		ssh_channel_write_stderr(c->ch, buf, (uint32_t)n);
 	else
 		ssh_channel_write(c->ch, buf, (uint32_t)n);
+	c->out_ns += mono_ns() - t0;
+	c->out_reads++;
 	return 0;
 }
 
@@ -589,6 +608,10 @@ static void chan_try_open(struct chan *c)
 	memcpy(m.spawn.env, c->env, c->env_len);
 	m.spawn.env_len = c->env_len;
 	c->opened = true;	/* asked; the fds follow */
+	/* Counted only when the VM was already up at the request: the wait
+	 * for a clone is the VM's time, not the front-end's. */
+	if (c->t_req)
+		c->req_ns = mono_ns() - c->t_req;
 	if (worker_send(&u->w, &m) < 0)
 		chan_send_and_close(c, "clone: your VM is not answering\r\n",
 				    255);
@@ -608,6 +631,8 @@ static void chan_start(struct chan *c, const char *cmd)
 	log_info("session %u for %s: %s%s", c->id, c->conn->user,
 		 cmd ? "exec" : "shell", c->pty ? " with a pty" : "");
 	c->opened = false;
+	if (c->conn->vm->state == U_RUNNING)
+		c->t_req = mono_ns();
 	chan_try_open(c);
 }
 

@@ -7,6 +7,7 @@ section of docs/benchmarks.md."""
 import argparse
 import datetime
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -83,7 +84,10 @@ def main():
             fresh = [timed(ours(f"bench{i}x{int(time.time())}", "true"))
                      for i in range(a.runs)]
             timed(ours("benchwarm", "true"))
+            mark = len(s.log.text())
             warm = [timed(ours("benchwarm", "true")) for _ in range(a.runs)]
+            over = [float(x) for x in re.findall(
+                r"front-end overhead ([0-9.]+) ms", s.log.text()[mark:])]
             base = [timed(peer("true")) for _ in range(a.runs)]
             cmd = f"head -c {a.mib * 1048576} /dev/zero"
             t_ours = timed(ours("benchwarm", cmd))
@@ -98,6 +102,7 @@ def main():
     res["ssh_true_warm_s"] = f"{m(warm):.3f}"
     res["ssh_fresh_ratio"] = f"{m(fresh) / m(base):.2f}"
     res["ssh_warm_ratio"] = f"{m(warm) / m(base):.2f}"
+    res["front_overhead_ms"] = f"{m(over):.3f}" if over else "nan"
     res["exec_mib"] = str(a.mib)
     res["exec_ours_mib_s"] = f"{a.mib / t_ours:.1f}"
     res["exec_sshd_mib_s"] = f"{a.mib / t_peer:.1f}"
