@@ -399,7 +399,10 @@ int vcon_pollfds(struct vcon *c, struct pollfd *pfd, int max)
 		if (p->tx_blocked && p->out_fd >= 0)
 			pfd[n++] = (struct pollfd){ .fd = p->out_fd,
 						    .events = POLLOUT };
-		if (n < max && p->rx_busy && p->host_open && p->in_fd >= 0)
+		/* The same conditions as port_rx(): an fd we would not read
+		 * must not be polled, or a hung-up peer spins this thread. */
+		if (n < max && p->rx_busy && p->host_open && p->in_fd >= 0 &&
+		    (p->console || p->guest_open))
 			pfd[n++] = (struct pollfd){ .fd = p->in_fd,
 						    .events = POLLIN };
 	}

@@ -136,6 +136,44 @@ def test_refusals_clone_nothing(tmp):
         s.close()
 
 
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_idle_vm_after_sessions_costs_no_cpu(tmp):
+    """After its sessions end, a user's VM (its worker process) is idle:
+    under 2% of a core over 5 s."""
+    s = Server(tmp)
+    try:
+        for _ in range(2):
+            assert s.ssh("alice", "echo hi", stdin=b"x")[1] == "hi\n"
+        workers = [w for m in children(s.proc.pid) for w in children(m)]
+        assert workers, "no VM worker found"
+        time.sleep(2)
+        before = sum(cpu_ticks(w) for w in workers)
+        time.sleep(5)
+        used = sum(cpu_ticks(w) for w in workers) - before
+        hz = os.sysconf("SC_CLK_TCK")
+        assert used / hz / 5 < 0.02, f"{used} ticks in 5 s"
+    finally:
+        s.close()
+
+
 def test_two_users_get_their_own_vms(tmp):
     """Two users: two VMs, each its own machine id and hostname."""
     s = Server(tmp)
