@@ -129,7 +129,10 @@ another loopback port, running the same command in a host shell as root;
 same OpenSSH client for both, medians of {a.runs}. `fresh`: a user never
 seen before (authentication, a clone from the template, the identity, the
 command); `warm`: a user whose VM is running. Throughput: `{cmd}`
-through exec, to /dev/null.
+through exec, to /dev/null. `front_overhead_ms`: what the front-end itself
+adds to a warm `ssh true`, from its own clock (the exec request to the
+session request sent to the VM worker, plus each piece of guest output from
+read to handed to libssh), median of the warm runs.
 
 | figure | value | target |
 |---|---|---|
