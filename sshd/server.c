@@ -71,6 +71,7 @@ struct chan {
 	uint8_t *pending;	/* client input the guest has not taken yet */
 	size_t npending;
 	bool in_polled;		/* in_fd registered for POLLOUT */
+	bool out_paused;	/* client window full: io/err fds not polled */
 	/* What the front-end itself adds (server-side clock): request to
 	 * SESSION_OPEN sent, and guest output read to handed to libssh. */
 	uint64_t t_req, req_ns, out_ns, out_reads;
@@ -499,11 +500,13 @@ static void chan_free(struct chan *c)
 		close(c->in_fd);
 	}
 	if (c->io_fd >= 0) {
-		ssh_event_remove_fd(S.ev, c->io_fd);
+		if (!c->out_paused)
+			ssh_event_remove_fd(S.ev, c->io_fd);
 		close(c->io_fd);
 	}
 	if (c->err_fd >= 0) {
-		ssh_event_remove_fd(S.ev, c->err_fd);
+		if (!c->out_paused)
+			ssh_event_remove_fd(S.ev, c->err_fd);
 		close(c->err_fd);
 	}
 	free(c->cmd);
@@ -558,15 +561,51 @@ static void chan_maybe_finish(struct chan *c)
 	ssh_channel_close(c->ch);
 }
 
+/* Guest output goes out only as fast as the client's window allows: with
+ * the window full, the session's output fds leave the poll set until it
+ * opens again (and the guest's writes back up to the guest). */
+static void output_pause(struct chan *c, bool pause)
+{
+	if (pause == c->out_paused)
+		return;
+	c->out_paused = pause;
+	for (int i = 0; i < 2; i++) {
+		int fd = i ? c->err_fd : c->io_fd;
+
+		if (fd < 0)
+			continue;
+		if (pause)
+			ssh_event_remove_fd(S.ev, fd);
+		else
+			ssh_event_add_fd(S.ev, fd, POLLIN, chan_fd_event, c);
+	}
+}
+
+static int cb_wontblock(ssh_session s, ssh_channel ch, uint32_t bytes,
+			void *userdata)
+{
+	(void)s;
+	(void)ch;
+	if (bytes > 0)
+		output_pause(userdata, false);
+	return 0;
+}
+
 static int chan_fd_event(socket_t fd, int revents, void *userdata)
 {
 	struct chan *c = userdata;
 	uint8_t buf[16384];
+	uint32_t win = ssh_channel_window_size(c->ch);
 	uint64_t t0;
 	ssize_t n;
 
 	(void)revents;
-	n = read(fd, buf, sizeof(buf));
+	if (win == 0 && !c->done) {
+		output_pause(c, true);
+		return 0;
+	}
+	/* No more than the window takes: libssh then sends it all now. */
+	n = read(fd, buf, win && win < sizeof(buf) ? win : sizeof(buf));
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n <= 0) {
@@ -846,6 +885,7 @@ static ssh_channel cb_channel_open(ssh_session s, void *userdata)
 		.channel_env_request_function = cb_env,
 		.channel_shell_request_function = cb_shell,
 		.channel_exec_request_function = cb_exec,
+		.channel_write_wontblock_function = cb_wontblock,
 	};
 	ssh_callbacks_init(&c->cb);
 	ssh_set_channel_callbacks(c->ch, &c->cb);
@@ -1081,6 +1121,9 @@ static void tick(void)
 		for (int j = 0; j < MAX_CHANNELS; j++) {
 			struct chan *c = k->chans[j];
 
+			if (c && c->out_paused &&
+			    ssh_channel_window_size(c->ch) > 0)
+				output_pause(c, false);
 			if (c && c->done && !ssh_channel_is_open(c->ch)) {
 				chan_free(c);
 				k->chans[j] = NULL;

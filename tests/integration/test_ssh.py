@@ -28,6 +28,13 @@ def test_exec_output_status_stdin(tmp):
         assert (st, out) == (0, "HELLO\nWORLD\ndone\n")
         st, out, _ = s.ssh("alice", "wc -c", stdin=b"x" * 100000)
         assert out.strip() == "100000"
+        # Output to a client that stops reading (its pipe is full): the
+        # window closes, nothing is lost, the rest follows.
+        p = subprocess.run(
+            ["sh", "-c", " ".join(f"'{a}'" for a in s.ssh_args("alice")) +
+             " 'head -c 300000 /dev/zero' | (sleep 3; wc -c)"],
+            capture_output=True, text=True, timeout=120)
+        assert p.stdout.strip() == "300000", p
         st, _, _ = s.ssh("alice", "kill -9 $$")
         assert st == 255        # ssh's status for a remote signal death
         st, out, _ = s.ssh("alice", "pwd; echo $HOME $USER $SHELL")
