@@ -158,13 +158,13 @@ static int put(uint8_t *out, size_t outlen, size_t *off, uint8_t tag,
 	return 0;
 }
 
-static void le_put(uint8_t *p, uint64_t v, unsigned n)
+void agent_le_put(uint8_t *p, uint64_t v, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint64_t le_get(const uint8_t *p, unsigned n)
+uint64_t agent_le_get(const uint8_t *p, unsigned n)
 {
 	uint64_t v = 0;
 
@@ -182,9 +182,9 @@ int agent_identity_encode(const struct agent_identity *id, uint8_t *out,
 
 	if (!valid_identity(id))
 		return -EINVAL;
-	le_put(t, id->sec, 8);
-	le_put(t + 8, id->nsec, 4);
-	le_put(u, id->uid, 4);
+	agent_le_put(t, id->sec, 8);
+	agent_le_put(t + 8, id->nsec, 4);
+	agent_le_put(u, id->uid, 4);
 	r |= put(out, outlen, &off, AGENT_ID_ENTROPY, id->entropy,
 		 id->entropy_len);
 	r |= put(out, outlen, &off, AGENT_ID_TIME, t, sizeof(t));
@@ -241,8 +241,8 @@ int agent_identity_decode(const uint8_t *p, size_t len,
 		case AGENT_ID_TIME:
 			if (l != 12)
 				return -EINVAL;
-			id->sec = le_get(v, 8);
-			id->nsec = (uint32_t)le_get(v + 8, 4);
+			id->sec = agent_le_get(v, 8);
+			id->nsec = (uint32_t)agent_le_get(v + 8, 4);
 			break;
 		case AGENT_ID_HOSTNAME:
 			r = get_str(id->hostname, sizeof(id->hostname), v, l);
@@ -253,7 +253,7 @@ int agent_identity_decode(const uint8_t *p, size_t len,
 		case AGENT_ID_UID:
 			if (l != 4)
 				return -EINVAL;
-			id->uid = (uint32_t)le_get(v, 4);
+			id->uid = (uint32_t)agent_le_get(v, 4);
 			break;
 		case AGENT_ID_HOME:
 			r = get_str(id->home, sizeof(id->home), v, l);
@@ -362,7 +362,7 @@ int agent_spawn_encode(const struct agent_spawn *sp, uint8_t *out,
 
 	if (!valid_spawn(sp))
 		return -EINVAL;
-	le_put(u, sp->session, 4);
+	agent_le_put(u, sp->session, 4);
 	r |= put(out, outlen, &off, AGENT_SP_SESSION, u, 4);
 	r |= put(out, outlen, &off, AGENT_SP_IO_PORT, &sp->io_port, 1);
 	if (sp->err_port != -1) {
@@ -374,8 +374,8 @@ int agent_spawn_encode(const struct agent_spawn *sp, uint8_t *out,
 		r |= put(out, outlen, &off, AGENT_SP_IN_PORT, &port, 1);
 	}
 	if (sp->pty) {
-		le_put(pty, sp->rows, 2);
-		le_put(pty + 2, sp->cols, 2);
+		agent_le_put(pty, sp->rows, 2);
+		agent_le_put(pty + 2, sp->cols, 2);
 		r |= put(out, outlen, &off, AGENT_SP_PTY, pty, 4);
 	}
 	if (sp->term[0])
@@ -415,7 +415,7 @@ int agent_spawn_decode(const uint8_t *p, size_t len, struct agent_spawn *sp)
 		case AGENT_SP_SESSION:
 			if (l != 4)
 				return -EINVAL;
-			sp->session = (uint32_t)le_get(v, 4);
+			sp->session = (uint32_t)agent_le_get(v, 4);
 			break;
 		case AGENT_SP_IO_PORT:
 			if (l != 1)
@@ -442,8 +442,8 @@ int agent_spawn_decode(const uint8_t *p, size_t len, struct agent_spawn *sp)
 			if (l != 4)
 				return -EINVAL;
 			sp->pty = 1;
-			sp->rows = (uint16_t)le_get(v, 2);
-			sp->cols = (uint16_t)le_get(v + 2, 2);
+			sp->rows = (uint16_t)agent_le_get(v, 2);
+			sp->cols = (uint16_t)agent_le_get(v + 2, 2);
 			break;
 		case AGENT_SP_TERM:
 			if (get_str(sp->term, sizeof(sp->term), v, l) < 0)

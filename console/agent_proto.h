@@ -151,6 +151,11 @@ int agent_spawn_encode(const struct agent_spawn *sp, uint8_t *out,
 		       size_t outlen);
 int agent_spawn_decode(const uint8_t *p, size_t len, struct agent_spawn *sp);
 
+/* Little-endian fields of n bytes (n <= 8): every integer in a payload.
+ * EXITED, RESIZE and SIGNAL start with the u32 session id. */
+void agent_le_put(uint8_t *p, uint64_t v, unsigned n);
+uint64_t agent_le_get(const uint8_t *p, unsigned n);
+
 /* Whether name is a valid user name: ^[a-z_][a-z0-9_-]{0,31}$ */
 int agent_valid_user(const char *name);
 

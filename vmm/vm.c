@@ -817,8 +817,7 @@ static void session_exited(struct vm *vm, const struct agent_msg *m)
 		log_warnx("agent: bad exit message");
 		return;
 	}
-	id = (uint32_t)m->payload[0] | (uint32_t)m->payload[1] << 8 |
-	     (uint32_t)m->payload[2] << 16 | (uint32_t)m->payload[3] << 24;
+	id = (uint32_t)agent_le_get(m->payload, 4);
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned n = 0; n < VCON_MAX_PORTS; n++)
 		if (vm->port_session[n] == id)
@@ -841,10 +840,8 @@ static void send_time(struct vm *vm)
 	int n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)((uint64_t)ts.tv_sec >> (8 * i));
-	for (int i = 0; i < 4; i++)
-		p[8 + i] = (uint8_t)((uint32_t)ts.tv_nsec >> (8 * i));
+	agent_le_put(p, (uint64_t)ts.tv_sec, 8);
+	agent_le_put(p + 8, (uint64_t)ts.tv_nsec, 4);
 	n = agent_encode(AGENT_MSG_TIME, p, sizeof(p), frame, sizeof(frame));
 	if (n < 0 || send(vm->agent_fd, frame, (size_t)n, MSG_NOSIGNAL) != n)
 		log_warnx("agent: could not send the time");
@@ -1660,11 +1657,12 @@ fail:
 int vm_session_resize(struct vm *vm, uint32_t id, uint16_t rows,
 		      uint16_t cols)
 {
-	uint8_t p[8] = { (uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16),
-			 (uint8_t)(id >> 24), (uint8_t)rows,
-			 (uint8_t)(rows >> 8), (uint8_t)cols,
-			 (uint8_t)(cols >> 8) };
+	uint8_t p[8];
 	int r;
+
+	agent_le_put(p, id, 4);
+	agent_le_put(p + 4, rows, 2);
+	agent_le_put(p + 6, cols, 2);
 
 	pthread_mutex_lock(&vm->lock);
 	r = agent_send(vm, AGENT_MSG_RESIZE, p, sizeof(p));
@@ -1674,9 +1672,11 @@ int vm_session_resize(struct vm *vm, uint32_t id, uint16_t rows,
 
 int vm_session_signal(struct vm *vm, uint32_t id, int sig)
 {
-	uint8_t p[5] = { (uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16),
-			 (uint8_t)(id >> 24), (uint8_t)sig };
+	uint8_t p[5];
 	int r;
+
+	agent_le_put(p, id, 4);
+	p[4] = (uint8_t)sig;
 
 	pthread_mutex_lock(&vm->lock);
 	r = agent_send(vm, AGENT_MSG_SIGNAL, p, sizeof(p));

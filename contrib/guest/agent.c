@@ -380,10 +380,7 @@ static void session_end(int port, struct session *s, int st)
 	}
 	if (s->port >= 0)
 		close(s->port);
-	m[0] = (uint8_t)s->id;
-	m[1] = (uint8_t)(s->id >> 8);
-	m[2] = (uint8_t)(s->id >> 16);
-	m[3] = (uint8_t)(s->id >> 24);
+	agent_le_put(m, s->id, 4);
 	m[4] = WIFSIGNALED(st) ? 1 : 0;
 	m[5] = (uint8_t)(WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 	send_msg(port, AGENT_MSG_EXITED, m, sizeof(m));
@@ -571,13 +568,9 @@ static bool host_input(int port, struct agent_dec *dec, pid_t *shell,
 		if (msg.type == AGENT_MSG_TIME && msg.len == 12) {
 			/* Resumed from disk: the clock stood still meanwhile. */
 			struct timespec ts = { 0 };
-			uint64_t sec = 0;
-			uint32_t nsec = 0;
-
-			for (int i = 7; i >= 0; i--)
-				sec = sec << 8 | msg.payload[i];
-			for (int i = 11; i >= 8; i--)
-				nsec = nsec << 8 | msg.payload[i];
+			uint64_t sec = agent_le_get(msg.payload, 8);
+			uint32_t nsec = (uint32_t)agent_le_get(msg.payload + 8,
+							       4);
 			ts.tv_sec = (time_t)sec;
 			ts.tv_nsec = nsec < 1000000000U ? (long)nsec : 0;
 			if (clock_settime(CLOCK_REALTIME, &ts) < 0)
@@ -602,10 +595,7 @@ static bool host_input(int port, struct agent_dec *dec, pid_t *shell,
 		}
 		if ((msg.type == AGENT_MSG_RESIZE && msg.len == 8) ||
 		    (msg.type == AGENT_MSG_SIGNAL && msg.len == 5)) {
-			uint32_t id = (uint32_t)msg.payload[0] |
-				      (uint32_t)msg.payload[1] << 8 |
-				      (uint32_t)msg.payload[2] << 16 |
-				      (uint32_t)msg.payload[3] << 24;
+			uint32_t id = (uint32_t)agent_le_get(msg.payload, 4);
 			struct session *ss = session_by_id(id);
 
 			if (!ss)
@@ -617,10 +607,10 @@ static bool host_input(int port, struct agent_dec *dec, pid_t *shell,
 					kill(-ss->pid, sig);
 			} else if (ss->master >= 0) {
 				struct winsize ws = {
-					.ws_row = (unsigned short)(msg.payload[4] |
-						msg.payload[5] << 8),
-					.ws_col = (unsigned short)(msg.payload[6] |
-						msg.payload[7] << 8),
+					.ws_row = (unsigned short)
+						agent_le_get(msg.payload + 4, 2),
+					.ws_col = (unsigned short)
+						agent_le_get(msg.payload + 6, 2),
 				};
 				ioctl(ss->master, TIOCSWINSZ, &ws);
 			}
