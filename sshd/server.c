@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "config/config.h"
 #include "sshd/authkeys.h"
 #include "vmm/worker.h"
@@ -1081,19 +1082,11 @@ static void write_status(void)
 		"SESSIONS", "PRIVATE_MIB");
 	for (int i = 0; i < MAX_USERS; i++) {
 		struct uvm *u = S.users[i];
-		char sp[64], line[256];
-		long priv = 0;
-		FILE *sm;
+		long priv;
 
 		if (!u || u->state == U_FREE)
 			continue;
-		snprintf(sp, sizeof(sp), "/proc/%d/smaps_rollup", u->w.pid);
-		if (u->w.pid > 0 && (sm = fopen(sp, "re"))) {
-			while (fgets(line, sizeof(line), sm))
-				if (strncmp(line, "Private_Dirty:", 14) == 0)
-					priv = strtol(line + 14, NULL, 10);
-			fclose(sm);
-		}
+		priv = proc_smaps_kib(u->w.pid, "Private_Dirty");
 		fprintf(f, "%-16s %-10s %7lds %8d %11.1f\n", u->user,
 			state_name[u->state],
 			u->state == U_SUSPENDED ? 0L : (long)(now - u->started),

@@ -14,6 +14,7 @@
 #include <dirent.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "config/config.h"
 #include "vmm/worker.h"
 
@@ -87,24 +88,6 @@ static long self_rss_kib(void)
 		fclose(f);
 	}
 	return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-/* smaps_rollup field of a process, KiB. */
-static long smaps_kib(pid_t pid, const char *field)
-{
-	char path[64], line[256];
-	size_t fl = strlen(field);
-	long v = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pid);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, field, fl) == 0 && line[fl] == ':')
-			v = strtol(line + fl + 1, NULL, 10);
-	if (f)
-		fclose(f);
-	return v;
 }
 
 static uint64_t proc_cpu_ticks(pid_t pid)
@@ -264,8 +247,8 @@ int vmm_cmd_bench_clones(int argc, char **argv)
 		}
 		sleep(idle_s);
 		for (unsigned i = 0; i < idle; i++) {
-			priv += smaps_kib(ws[i].pid, "Private_Dirty");
-			anon += smaps_kib(ws[i].pid, "Anonymous");
+			priv += proc_smaps_kib(ws[i].pid, "Private_Dirty");
+			anon += proc_smaps_kib(ws[i].pid, "Anonymous");
 			ticks0 += proc_cpu_ticks(ws[i].pid);
 		}
 		sleep(cpu_s);
