@@ -26,9 +26,6 @@ entry shim added (see pvh_wrap): the kernel bytes are unchanged.
 import argparse
 import datetime
 import os
-import sys
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import docsection  # noqa: E402
 import platform
 import re
 import select
@@ -42,8 +39,13 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import docsection  # noqa: E402
+from harness import Output  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CLONE = os.path.join(TOP, "build", "clone")
@@ -67,42 +69,9 @@ def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
-class Reader:
-    """Collects a pipe's bytes on a thread, noting when each line came."""
-
-    def __init__(self, f):
-        self.f = f
-        self.buf = b""
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                data = os.read(self.f.fileno(), 65536)
-            except OSError:
-                data = b""
-            if not data:
-                self.done.set()
-                return
-            with self.lock:
-                self.buf += data
-
-    def text(self):
-        with self.lock:
-            return self.buf.decode("utf-8", "replace")
-
-    def wait_for(self, pattern, deadline):
-        """The first match of pattern, or None at the deadline or EOF."""
-        rx = re.compile(pattern)
-        while True:
-            m = rx.search(self.text())
-            if m:
-                return m
-            if self.done.is_set() or time.monotonic() > deadline:
-                return rx.search(self.text())
-            time.sleep(0.02)
+def Reader(f):
+    """What a child writes to f, collected on a thread (harness.Output)."""
+    return Output(f.fileno())
 
 
 def proc_status(pid):
@@ -165,7 +134,7 @@ def clone_boot(ini):
         p.stdin.write(b"\x1d")
         p.stdin.flush()
         r["status"] = p.wait(30)
-        err.done.wait(5)
+        err.wait_closed(5)
         m = re.search(r"clone: stats: (.*)", err.text())
         if m:
             r["stats"] = {k: float(v) for k, v in
@@ -384,7 +353,7 @@ def qemu_boot(kernel, cmdline, accel, timeout, tmp, run):
         st = stop(p)
         if r.get("status") is None:
             r["stopped_status"] = st
-        out.done.wait(5)
+        out.wait_closed(5)
     r["output"] = out.text()
     try:
         with open(console_log, "rb") as f:

@@ -79,6 +79,21 @@ class Output:
         with self.lock:
             return self.buf.decode("utf-8", "replace")
 
+    def wait_for(self, pattern, deadline):
+        """The first match of pattern, or None at the deadline (a
+        time.monotonic() value) or once the fd is closed."""
+        rx = re.compile(pattern)
+        while True:
+            m = rx.search(self.text())
+            if m or self.closed or time.monotonic() > deadline:
+                return m or rx.search(self.text())
+            time.sleep(0.02)
+
+    def wait_closed(self, timeout):
+        """Wait until the fd reaches EOF; whether it did."""
+        self.thread.join(timeout)
+        return self.closed
+
     def expect(self, pattern, timeout, start=0):
         """Wait until pattern (a regex) appears after offset start; return
         the match. Raises AssertionError with the output on timeout."""
