@@ -11,7 +11,7 @@ SANFLAGS =
 endif
 
 CC ?= cc
-PKGS = libsodium inih libssh
+PKGS = libsodium inih libssh libseccomp
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wvla -Wundef \
 	-Wimplicit-fallthrough -Wnull-dereference -Wswitch-enum

@@ -15,10 +15,11 @@ long proc_smaps_kib(pid_t pid, const char *field)
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pid);
 	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f))
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
 		if (strncmp(line, field, fl) == 0 && line[fl] == ':')
 			v = strtol(line + fl + 1, NULL, 10);
-	if (f)
-		fclose(f);
+	fclose(f);
 	return v;
 }

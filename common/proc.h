@@ -5,7 +5,8 @@
 #include <sys/types.h>
 
 /* A field of /proc/PID/smaps_rollup ("Private_Dirty", "Anonymous"...) in
- * KiB; 0 if the process or the field is not there. */
+ * KiB; 0 if the field is not there or pid <= 0, -1 if the file cannot
+ * be read (no such process, or not ours to read). */
 long proc_smaps_kib(pid_t pid, const char *field);
 
 #endif

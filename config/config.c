@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -19,6 +20,7 @@
 #define DEF_AUTHORIZED_KEYS "/etc/clone/users/%u"
 #define DEF_KERNEL "build/guest/vmlinux"
 #define DEF_INITRD "build/guest/initramfs.cpio"
+#define DEF_USER "clone"
 
 /* A config file is a screenful; anything this big is the wrong file. */
 #define MAX_FILE_SIZE (1024 * 1024)
@@ -49,6 +51,7 @@ enum key_id {
 	K_MAX_VMS,
 	K_DETACH_TIMEOUT,
 	K_REAP_TIMEOUT,
+	K_USER,
 	K_COUNT
 };
 
@@ -93,6 +96,7 @@ static const struct key keys[K_COUNT] = {
 			       F(vm.detach_timeout), 0, 31536000 },
 	[K_REAP_TIMEOUT] = { "vm", "reap_timeout", KEY_UINT,
 			     F(vm.reap_timeout), 1, 31536000 },
+	[K_USER] = { "vm", "user", KEY_PATH, F(vm.user), 0, 0 },
 };
 
 struct parser {
@@ -510,6 +514,20 @@ static char *path_join(const char *dir, const char *file)
 	return out;
 }
 
+/* What useradd accepts by default, less the odd cases. */
+static bool valid_user_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 32 || !(islower((unsigned char)s[0]) || s[0] == '_'))
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!islower((unsigned char)s[i]) &&
+		    !isdigit((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+			return false;
+	return true;
+}
+
 /* Defaults that depend on other keys, then checks across keys. */
 static void finish(struct parser *p)
 {
@@ -526,6 +544,10 @@ static void finish(struct parser *p)
 		free(cfg->server.host_key);
 		cfg->server.host_key = hk;
 	}
+	if (!valid_user_name(cfg->vm.user))
+		fail(p, p->seen[K_USER], -EINVAL,
+		     "user: not a user name (letters, digits, '_', '-'; "
+		     "at most 32)");
 	if (cfg->vm.reap_timeout < cfg->vm.detach_timeout) {
 		line = p->seen[K_REAP_TIMEOUT] ? p->seen[K_REAP_TIMEOUT] :
 						 p->seen[K_DETACH_TIMEOUT];
@@ -555,10 +577,11 @@ int cfg_defaults(struct cfg *cfg)
 	cfg->vm.max_vms = 100;
 	cfg->vm.detach_timeout = 300;
 	cfg->vm.reap_timeout = 86400;
+	cfg->vm.user = strdup(DEF_USER);
 	if (!cfg->server.listen_host || !cfg->server.state_dir ||
 	    !cfg->server.host_key || !cfg->server.authorized_keys ||
 	    !cfg->template.kernel || !cfg->template.initrd ||
-	    !cfg->template.cmdline) {
+	    !cfg->template.cmdline || !cfg->vm.user) {
 		cfg_free(cfg);
 		return -ENOMEM;
 	}
@@ -711,5 +734,6 @@ void cfg_free(struct cfg *cfg)
 	free(cfg->template.kernel);
 	free(cfg->template.initrd);
 	free(cfg->template.cmdline);
+	free(cfg->vm.user);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -33,6 +33,7 @@ struct cfg {
 		unsigned max_vms;
 		unsigned detach_timeout; /* seconds */
 		unsigned reap_timeout; /* seconds */
+		char *user; /* workers and front-end run as this user */
 	} vm;
 };
 

@@ -11,8 +11,22 @@ linux-libc-dev
 linux-source-6.1 busybox-static flex bison bc libelf-dev libssl-dev
 cpio xz-utils patch
 python3 openssh-client putty-tools dropbear-bin util-linux procps
-qemu-system-x86 openssh-server
+qemu-system-x86 openssh-server gdb passwd
 "
+
+# The unprivileged user VM workers and the SSH front-end run as ([vm] user
+# in clone.ini; "clone" unless set otherwise). CLONE_USER names another.
+user=${CLONE_USER:-clone}
+add_user() {
+	getent passwd "$user" >/dev/null && return 0
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: no user $user (run 'make deps' as root)" >&2
+		return 1
+	fi
+	useradd --system --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin "$user"
+	echo "deps: created system user $user" >&2
+}
 
 missing=
 for p in $pkgs; do
@@ -21,7 +35,10 @@ for p in $pkgs; do
 		missing="$missing $p"
 	fi
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+	add_user
+	exit 0
+fi
 
 if [ "$(id -u)" != 0 ]; then
 	echo "deps: missing:$missing (run 'make deps' as root)" >&2
@@ -42,3 +59,4 @@ if ! apt-get install -y -q --no-install-recommends $missing >/dev/null; then
 	apt-get update -q >/dev/null
 	apt-get install -y -q --no-install-recommends $missing >/dev/null
 fi
+add_user

@@ -54,7 +54,7 @@ static int cmd_status(int argc, char **argv)
 
 	if (load(argc, argv, &cfg) < 0)
 		return 1;
-	snprintf(path, sizeof(path), "%s/status", cfg.server.state_dir);
+	snprintf(path, sizeof(path), "%s/run/status", cfg.server.state_dir);
 	cfg_free(&cfg);
 	f = fopen(path, "re");
 	if (!f) {

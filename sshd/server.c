@@ -12,19 +12,23 @@
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
 #include <libssh/server.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/sandbox.h"
 #include "config/config.h"
 #include "sshd/authkeys.h"
 #include "vmm/worker.h"
@@ -95,6 +99,10 @@ static struct {
 	ssh_event ev;
 	int mgr;		/* manager socket */
 	pid_t mgr_pid;
+	int keys;		/* keys monitor socket */
+	struct worker_jail jail;	/* the clone user, suspended/ */
+	int susp_fd;		/* <state_dir>/suspended, opened as root */
+	int run_fd;		/* <state_dir>/run: the status table */
 	struct conn *conns[MAX_CONNS];
 	struct uvm *users[MAX_USERS];
 	struct uvm *wait_head, *wait_tail;
@@ -104,6 +112,24 @@ static struct {
 } S;
 
 /* ---- the manager process ----------------------------------------------- */
+
+static void reap_workers(void)
+{
+	pid_t pid;
+	int st;
+
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS)
+			log_warnx("worker %d killed by SIGSYS: a system call "
+				  "outside its seccomp filter", (int)pid);
+		else if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL)
+			log_warnx("worker %d killed by signal %d", (int)pid,
+				  WTERMSIG(st));
+		else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+			log_warnx("worker %d exited with status %d", (int)pid,
+				  WEXITSTATUS(st));
+	}
+}
 
 static void manager_main(int sock, const struct cfg *cfg)
 {
@@ -116,15 +142,37 @@ static void manager_main(int sock, const struct cfg *cfg)
 	struct template *t = NULL;
 	char err[512];
 	uint8_t req;
+	sigset_t chld;
+	int sfd;
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	log_set_tag("clone[manager]");
-	signal(SIGCHLD, SIG_IGN);	/* workers are reaped by the kernel */
 	signal(SIGPIPE, SIG_IGN);
 	if (template_open(&vc, cfg->server.state_dir, &t, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	log_info("template %s ready", t->key);
-	while (recv(sock, &req, 1, 0) == 1) {
+	/* Workers are our children: reap them, and say why one died. */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	sfd = signalfd(-1, &chld, SFD_CLOEXEC);
+	for (;;) {
+		struct pollfd p[2] = { { .fd = sock, .events = POLLIN },
+				       { .fd = sfd, .events = POLLIN } };
+
+		if (poll(p, sfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+			break;
+		if (sfd >= 0 && p[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) < 0 && errno != EAGAIN)
+				break;
+			reap_workers();
+		}
+		if (!p[0].revents)
+			continue;
+		if (recv(sock, &req, 1, 0) != 1)
+			break;
 		struct worker w;
 		struct worker_msg m = { .type = WORKER_READY };
 		struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
@@ -137,7 +185,7 @@ static void manager_main(int sock, const struct cfg *cfg)
 				     .msg_controllen = sizeof(u.buf) };
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 
-		if (worker_spawn_ready(t, &w, NULL) < 0) {
+		if (worker_spawn_ready(t, &S.jail, &w, NULL) < 0) {
 			m.type = WORKER_FAILED;
 			mh.msg_control = NULL;
 			mh.msg_controllen = 0;
@@ -172,6 +220,127 @@ static int manager_start(void)
 	close(sv[1]);
 	S.mgr = sv[0];
 	return 0;
+}
+
+/* ---- the keys monitor -------------------------------------------------- */
+
+/* The front-end runs as the clone user and cannot read authorized_keys
+ * files, which may be anywhere (%u) and belong to root. A small process
+ * forked before the drop keeps root's view of them and answers one
+ * question, as OpenSSH's monitor does: does this key let this user in?
+ * It trusts nothing of the request: the name and key are checked again,
+ * and it signs a user up only if open_signup is on and the user has no
+ * keys file. */
+enum { KEYS_MATCH = 1, KEYS_SIGNUP };
+
+struct keys_req {
+	uint32_t op;
+	char user[33];
+	char type[40];
+	char b64[4096];
+};
+
+static int keys_answer(const struct keys_req *q)
+{
+	char path[4096];
+	ssh_key key = NULL;
+	int r;
+
+	if (!sshd_valid_user(q->user) || !sshd_key_type_ok(q->type))
+		return -EINVAL;
+	if (sshd_keys_path(S.cfg->server.authorized_keys, q->user, path,
+			   sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	if (ssh_pki_import_pubkey_base64(q->b64, ssh_key_type_from_name(
+						 q->type), &key) != SSH_OK)
+		return -EINVAL;
+	r = sshd_authkeys_file_match(path, key);
+	if (q->op == KEYS_SIGNUP) {
+		if (r == -ENOENT && S.cfg->server.open_signup)
+			r = sshd_authkeys_write(path, key);
+		else
+			r = r == 1 ? 0 : -EPERM;
+		if (r < 0)
+			log_warnx("signup %s: %s: %s", q->user, path,
+				  strerror(-r));
+	}
+	ssh_key_free(key);
+	return r;
+}
+
+static void keys_main(int sock)
+{
+	struct keys_req q;
+	ssize_t n;
+
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	log_set_tag("clone[keys]");
+	while ((n = recv(sock, &q, sizeof(q), 0)) > 0) {
+		int32_t r = -EPROTO;
+
+		if (n == (ssize_t)sizeof(q)) {
+			q.user[sizeof(q.user) - 1] = 0;
+			q.type[sizeof(q.type) - 1] = 0;
+			q.b64[sizeof(q.b64) - 1] = 0;
+			r = keys_answer(&q);
+		}
+		if (send(sock, &r, sizeof(r), MSG_NOSIGNAL) != sizeof(r))
+			break;
+	}
+	_exit(0);
+}
+
+static int keys_start(void)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		close(sv[0]);
+		close(S.mgr);
+		close(S.susp_fd);
+		close(S.run_fd);
+		keys_main(sv[1]);
+	}
+	close(sv[1]);
+	S.keys = sv[0];
+	return 0;
+}
+
+/* Ask the keys monitor. 1 the key is the user's, 0 it is not, -ENOENT no
+ * such user; for KEYS_SIGNUP 0 the key now is. Else -errno. */
+static int keys_ask(uint32_t op, const char *user, ssh_key key)
+{
+	struct keys_req q = { .op = op };
+	struct pollfd p = { .fd = S.keys, .events = POLLIN };
+	const char *type = ssh_key_type_to_char(ssh_key_type(key));
+	char *b64 = NULL;
+	int32_t r;
+
+	snprintf(q.user, sizeof(q.user), "%s", user);
+	snprintf(q.type, sizeof(q.type), "%s", type ? type : "");
+	if (ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK)
+		return -EINVAL;
+	if (strlen(b64) >= sizeof(q.b64)) {
+		ssh_string_free_char(b64);
+		return -E2BIG;
+	}
+	snprintf(q.b64, sizeof(q.b64), "%s", b64);
+	ssh_string_free_char(b64);
+	if (send(S.keys, &q, sizeof(q), MSG_NOSIGNAL) != sizeof(q))
+		return -EPIPE;
+	/* One small file read: answered in microseconds, or gone. */
+	if (poll(&p, 1, 5000) != 1 ||
+	    recv(S.keys, &r, sizeof(r), 0) != sizeof(r)) {
+		log_warnx("the keys monitor did not answer");
+		return -EPIPE;
+	}
+	return r;
 }
 
 /* ---- users' VMs -------------------------------------------------------- */
@@ -210,10 +379,6 @@ static unsigned active_vms(void)
 	return n;
 }
 
-static void suspend_dir(const char *user, char *out, size_t len)
-{
-	snprintf(out, len, "%s/suspended/%s", S.cfg->server.state_dir, user);
-}
 
 static int worker_event(socket_t fd, int revents, void *userdata);
 
@@ -278,7 +443,7 @@ static void open_chan_cb(struct chan *c, void *arg)
  * line saying so; the next login clones anew. */
 static void uvm_lost(struct uvm *u, const char *why)
 {
-	char msg[256], dir[4096];
+	char msg[256], p[64];
 
 	log_info("vm %s: %s", u->user, why);
 	snprintf(msg, sizeof(msg), "clone: your VM %s\r\n", why);
@@ -287,13 +452,12 @@ static void uvm_lost(struct uvm *u, const char *why)
 	worker_destroy(&u->w, 0);
 	u->state = U_FREE;
 	for_each_chan(u, end_chan_cb, msg);
-	suspend_dir(u->user, dir, sizeof(dir));
-	char p[4200];
-	snprintf(p, sizeof(p), "%s/state", dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/pages", dir);
-	unlink(p);
-	rmdir(dir);
+	/* Whatever it left on disk is not coming back. */
+	snprintf(p, sizeof(p), "%s/state", u->user);
+	unlinkat(S.susp_fd, p, 0);
+	snprintf(p, sizeof(p), "%s/pages", u->user);
+	unlinkat(S.susp_fd, p, 0);
+	unlinkat(S.susp_fd, u->user, AT_REMOVEDIR);
 }
 
 static int manager_event(socket_t fd, int revents, void *userdata)
@@ -342,8 +506,8 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 				 .sess_fd = { -1, -1, -1 } };
 	memset(&m, 0, sizeof(m));
 	if (vm->resume) {
-		m.type = WORKER_GO_RESUME;
-		suspend_dir(vm->user, m.text, sizeof(m.text));
+		m.type = WORKER_GO_RESUME;	/* from suspended/<user> */
+		snprintf(m.text, sizeof(m.text), "%s", vm->user);
 	} else {
 		char home[64];
 
@@ -928,7 +1092,7 @@ static int cb_auth_pubkey(ssh_session s, const char *user,
 			  void *userdata)
 {
 	struct conn *k = userdata;
-	char path[4096], fp[128];
+	char fp[128];
 	const char *type = ssh_key_type_to_char(ssh_key_type(key));
 	int r;
 
@@ -940,10 +1104,7 @@ static int cb_auth_pubkey(ssh_session s, const char *user,
 	}
 	if (!type || !sshd_key_type_ok(type))
 		return auth_denied(k);
-	if (sshd_keys_path(S.cfg->server.authorized_keys, user, path,
-			   sizeof(path)) < 0)
-		return auth_denied(k);
-	r = sshd_authkeys_file_match(path, key);
+	r = keys_ask(KEYS_MATCH, user, key);
 	if (r == -ENOENT && !S.cfg->server.open_signup) {
 		if (state == SSH_PUBLICKEY_STATE_VALID)
 			log_info("auth: unknown user %s", user);
@@ -957,11 +1118,8 @@ static int cb_auth_pubkey(ssh_session s, const char *user,
 		return auth_denied(k);
 	fingerprint(key, fp, sizeof(fp));
 	if (r == -ENOENT) {
-		r = sshd_authkeys_write(path, key);
-		if (r < 0) {
-			log_warnx("signup %s: %s: %s", user, path, strerror(-r));
+		if (keys_ask(KEYS_SIGNUP, user, key) < 0)
 			return auth_denied(k);
-		}
 		log_info("signup: %s claimed with %s %s", user, type, fp);
 	}
 	log_info("auth: %s accepted with %s %s", user, type, fp);
@@ -1069,31 +1227,41 @@ static int accept_event(socket_t fd, int revents, void *userdata)
 
 static void write_status(void)
 {
-	char path[4096], tmp[4200];
 	time_t now = time(NULL);
 	FILE *f;
+	int fd;
 
-	snprintf(path, sizeof(path), "%s/status", S.cfg->server.state_dir);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "we");
-	if (!f)
+	fd = openat(S.run_fd, "status.tmp",
+		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		if (fd >= 0)
+			close(fd);
 		return;
-	fprintf(f, "%-16s %-10s %8s %8s %11s\n", "USER", "STATE", "UPTIME",
-		"SESSIONS", "PRIVATE_MIB");
+	}
+	fprintf(f, "%-16s %-10s %8s %8s %11s %8s\n", "USER", "STATE",
+		"UPTIME", "SESSIONS", "PRIVATE_MIB", "PID");
 	for (int i = 0; i < MAX_USERS; i++) {
 		struct uvm *u = S.users[i];
 		long priv;
 
 		if (!u || u->state == U_FREE)
 			continue;
-		priv = proc_smaps_kib(u->w.pid, "Private_Dirty");
-		fprintf(f, "%-16s %-10s %7lds %8d %11.1f\n", u->user,
+		/* XXX: workers are not dumpable, so their smaps_rollup is
+		 * root's to read: "-" once we have dropped root. */
+		priv = u->w.pid > 0 ? proc_smaps_kib(u->w.pid, "Private_Dirty")
+				    : -1;
+		fprintf(f, "%-16s %-10s %7lds %8d ", u->user,
 			state_name[u->state],
 			u->state == U_SUSPENDED ? 0L : (long)(now - u->started),
-			u->refs, (double)priv / 1024);
+			u->refs);
+		if (priv >= 0)
+			fprintf(f, "%11.1f", (double)priv / 1024);
+		else
+			fprintf(f, "%11s", "-");
+		fprintf(f, " %8d\n", u->w.pid > 0 ? (int)u->w.pid : 0);
 	}
 	fclose(f);
-	rename(tmp, path);
+	renameat(S.run_fd, "status.tmp", S.run_fd, "status");
 }
 
 static void tick(void)
@@ -1131,16 +1299,15 @@ static void tick(void)
 	for (int i = 0; i < MAX_USERS; i++) {
 		struct uvm *u = S.users[i];
 		struct worker_msg m = { .type = WORKER_SUSPEND };
-		char dir[4096];
 
 		if (!u || u->refs > 0)
 			continue;
 		if (u->state == U_RUNNING &&
 		    (now - u->detached >= S.cfg->vm.detach_timeout ||
 		     S.stopping)) {
-			suspend_dir(u->user, dir, sizeof(dir));
-			mkdir(dir, 0700);
-			snprintf(m.text, sizeof(m.text), "%.159s", dir);
+			/* suspended/<user>, where the worker is chrooted */
+			mkdirat(S.susp_fd, u->user, 0700);
+			snprintf(m.text, sizeof(m.text), "%s", u->user);
 			u->state = U_SUSPENDING;
 			log_info("vm %s: suspending", u->user);
 			worker_send(&u->w, &m);
@@ -1176,6 +1343,87 @@ static int host_key(const char *path)
 	return 0;
 }
 
+static void own_suspended(const char *user)
+{
+	static const char *const name[] = { "", "/state", "/pages" };
+	char p[300];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", user, name[i]);
+		if (fchownat(S.susp_fd, p, S.jail.uid, S.jail.gid,
+			     AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT)
+			log_warn("suspended/%s", p);
+	}
+}
+
+/* A directory of state_dir the unprivileged processes write in: made if
+ * missing, given to the clone user, and opened now, while we are root,
+ * so that they need no path above it. */
+static int own_dir(const char *name, mode_t mode, char *path, size_t len)
+{
+	int fd;
+
+	snprintf(path, len, "%s/%s", S.cfg->server.state_dir, name);
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		fatal("%s", path);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		fatal("%s", path);
+	if (fchown(fd, S.jail.uid, S.jail.gid) < 0 || fchmod(fd, mode) < 0)
+		fatal("%s", path);
+	return fd;
+}
+
+/* Who the workers and the front-end become: [vm] user. Not being root
+ * (a developer's own account in the kvm group), we stay who we are. */
+static void jail_init(void)
+{
+	static char root[4096];
+	char run[4096];
+	int r;
+
+	if (geteuid() != 0) {
+		S.jail.uid = getuid();
+		S.jail.gid = getgid();
+		log_info("not root: workers and front-end keep uid %u; no "
+			 "chroot", (unsigned)S.jail.uid);
+	} else {
+		r = sandbox_user(S.cfg->vm.user, &S.jail.uid, &S.jail.gid);
+		if (r == -ENOENT)
+			fatalx("%s: [vm] user %s does not exist; create it: "
+			       "useradd --system --no-create-home --shell "
+			       "/usr/sbin/nologin %s", S.cfg->path ?
+			       S.cfg->path : "defaults", S.cfg->vm.user,
+			       S.cfg->vm.user);
+		if (r < 0)
+			fatalx("[vm] user %s: %s", S.cfg->vm.user,
+			       strerror(-r));
+		if (S.jail.uid == 0 || S.jail.gid == 0)
+			fatalx("[vm] user %s: must not be root (uid/gid 0)",
+			       S.cfg->vm.user);
+	}
+	S.susp_fd = own_dir("suspended", 0700, root, sizeof(root));
+	S.run_fd = own_dir("run", 0755, run, sizeof(run));
+	S.jail.root = root;
+}
+
+/* The front-end has its socket and its host key: from here on it is the
+ * clone user, cannot regain anything, and makes only the system calls in
+ * frontend_seccomp.c. */
+static void frontend_confine(void)
+{
+	int r;
+
+	if ((r = sandbox_drop(S.jail.uid, S.jail.gid)) < 0)
+		fatalx("dropping to %s: %s", S.cfg->vm.user, strerror(-r));
+	sandbox_no_dumps();
+	if ((r = sandbox_install(sshd_frontend_rules,
+				 sshd_frontend_nrules)) < 0)
+		fatalx("seccomp: %s", strerror(-r));
+	log_info("front-end confined: uid %u, seccomp filter on",
+		 (unsigned)S.jail.uid);
+}
+
 /* VMs suspended by an earlier run come back as suspended. */
 static void load_suspended(void)
 {
@@ -1184,7 +1432,6 @@ static void load_suspended(void)
 	struct dirent *e;
 
 	snprintf(dir, sizeof(dir), "%s/suspended", S.cfg->server.state_dir);
-	mkdir(dir, 0700);
 	d = opendir(dir);
 	while (d && (e = readdir(d))) {
 		char st[4600];
@@ -1196,6 +1443,9 @@ static void load_suspended(void)
 		u = uvm_find(e->d_name, true);
 		if (!u)
 			continue;
+		/* Written by an earlier run, perhaps as another user: the
+		 * worker that resumes it runs as the clone user. */
+		own_suspended(e->d_name);
 		u->state = U_SUSPENDED;
 		u->detached = time(NULL);
 		log_info("vm %s: suspended (from an earlier run)", u->user);
@@ -1223,14 +1473,17 @@ int sshd_serve(struct cfg *cfg)
 	time_t last = 0, stop_at = 0;
 
 	S.cfg = cfg;
-	S.mgr = -1;
+	S.mgr = S.keys = S.susp_fd = S.run_fd = -1;
 	signal(SIGPIPE, SIG_IGN);
 	if (mkdir(cfg->server.state_dir, 0700) < 0 && errno != EEXIST)
 		fatal("%s", cfg->server.state_dir);
+	jail_init();
 	if (host_key(cfg->server.host_key) < 0)
 		fatalx("%s: cannot create the host key", cfg->server.host_key);
 	if (manager_start() < 0)
 		fatal("starting the VM manager");
+	if (keys_start() < 0)
+		fatal("starting the keys monitor");
 	S.bind = ssh_bind_new();
 	ssh_bind_options_set(S.bind, SSH_BIND_OPTIONS_BINDADDR,
 			     cfg->server.listen_host);
@@ -1249,6 +1502,7 @@ int sshd_serve(struct cfg *cfg)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	frontend_confine();
 	log_info("listening on %s:%d", cfg->server.listen_host, port);
 
 	for (;;) {
@@ -1285,6 +1539,8 @@ int sshd_serve(struct cfg *cfg)
 	ssh_bind_free(S.bind);
 	if (S.mgr >= 0)
 		close(S.mgr);
+	if (S.keys >= 0)
+		close(S.keys);
 	log_info("stopped");
 	return r;
 }

@@ -2,7 +2,12 @@
 #ifndef SSHD_SERVER_H
 #define SSHD_SERVER_H
 
+#include "common/sandbox.h"
 #include "config/config.h"
+
+/* The front-end's seccomp allow-list (frontend_seccomp.c). */
+extern const struct sandbox_rule sshd_frontend_rules[];
+extern const size_t sshd_frontend_nrules;
 
 /* Serve until SIGTERM/SIGINT; then suspend running VMs to disk and return
  * 0 (1 if they did not all go down). Start-up failures exit. */

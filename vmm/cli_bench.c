@@ -45,7 +45,7 @@ static unsigned nrestore, maxrestore;
 static int ready_worker(const struct template *t, struct worker *w)
 {
 	uint64_t ns = 0;
-	int r = worker_spawn_ready(t, w, &ns);
+	int r = worker_spawn_ready(t, NULL, w, &ns);
 
 	if (r == 0 && nrestore < maxrestore)
 		restore_ns[nrestore++] = ns;

@@ -357,7 +357,7 @@ static int cmd_suspend(const struct template *t, struct worker *w,
 	log_info("VM suspended to %s (%llu private pages); worker gone", dir,
 		 (unsigned long long)m.a);
 	worker_destroy(w, 5000);
-	if (worker_spawn_ready(t, &nw, NULL) < 0)
+	if (worker_spawn_ready(t, NULL, &nw, NULL) < 0)
 		return -1;
 	m = (struct worker_msg){ .type = WORKER_GO_RESUME };
 	snprintf(m.text, sizeof(m.text), "%.159s", dir);
@@ -418,7 +418,7 @@ int vmm_cmd_run(int argc, char **argv)
 		log_warnx("%s", err);
 		goto out;
 	}
-	if (worker_spawn_ready(t, &w, NULL) < 0)
+	if (worker_spawn_ready(t, NULL, &w, NULL) < 0)
 		goto out;
 	t0 = worker_now_ns();
 	r = worker_send(&w, &m);

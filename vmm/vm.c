@@ -36,6 +36,7 @@
 
 struct vm {
 	int kvm_fd, vm_fd, vcpu_fd, mem_fd;
+	int pagemap_fd;		/* /proc/self/pagemap, opened while we may */
 	struct kvm_run *run;
 	size_t run_size;
 	struct gmem mem;
@@ -465,6 +466,7 @@ int vm_new(struct vm **out, char *err, size_t errlen)
 	}
 	vm->kvm_fd = vm->vm_fd = vm->vcpu_fd = vm->mem_fd = -1;
 	vm->agent_fd = vm->stop_fd = vm->event_fd = -1;
+	vm->pagemap_fd = -1;
 	for (unsigned i = 0; i < VCON_MAX_PORTS; i++)
 		vm->port_fd[i] = -1;
 	vm->con.kick_fd = -1;
@@ -482,6 +484,9 @@ int vm_new(struct vm **out, char *err, size_t errlen)
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
+	/* For suspending to disk, later: a worker that has dropped root can
+	 * no longer open its own pagemap (the file then belongs to root). */
+	vm->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	r = kvm_open(vm, err, errlen);
 	if (r < 0)
 		goto fail;
@@ -1161,6 +1166,7 @@ void vm_free(struct vm *vm)
 	close_fd(&vm->kvm_fd);
 	close_fd(&vm->stop_fd);
 	close_fd(&vm->event_fd);
+	close_fd(&vm->pagemap_fd);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
 	sodium_memzero(&vm->identity, sizeof(vm->identity));
@@ -1487,23 +1493,20 @@ static int private_pages(const struct vm *vm, uint64_t **out, size_t *n)
 {
 	uint64_t npages = vm->mem.size / 4096, *idx, buf[512];
 	uintptr_t base = (uintptr_t)vm->mem.host / 4096;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int fd = vm->pagemap_fd;
 
 	*n = 0;
 	if (fd < 0)
-		return -errno;
+		return -EBADF;
 	idx = malloc(npages * sizeof(*idx) + 1);
-	if (!idx) {
-		close(fd);
+	if (!idx)
 		return -ENOMEM;
-	}
 	for (uint64_t p = 0; p < npages; p += 512) {
 		uint64_t cnt = npages - p < 512 ? npages - p : 512;
 		ssize_t got = pread(fd, buf, cnt * 8, (off_t)((base + p) * 8));
 
 		if (got != (ssize_t)(cnt * 8)) {
 			free(idx);
-			close(fd);
 			return -EIO;
 		}
 		for (uint64_t i = 0; i < cnt; i++)
@@ -1511,7 +1514,6 @@ static int private_pages(const struct vm *vm, uint64_t **out, size_t *n)
 			    ((buf[i] >> 63 & 1) && !(buf[i] >> 61 & 1)))
 				idx[(*n)++] = p + i;
 	}
-	close(fd);
 	*out = idx;
 	return 0;
 }

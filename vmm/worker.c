@@ -291,7 +291,35 @@ static int run_vm(int ctl, struct vm *vm)
 	}
 }
 
-static int worker_main(const struct template *t, int ctl)
+/* Everything from here on runs with a guest in it: no root, no way back
+ * to it, no files outside the suspend directory, no core dumps (they
+ * would hold the user's memory), and only the system calls in
+ * worker_seccomp.c. */
+static int confine(const struct worker_jail *jail, char *err, size_t len)
+{
+	int r;
+
+	if (jail && jail->root && (chdir(jail->root) < 0 || chroot(".") < 0)) {
+		snprintf(err, len, "chroot %s: %s", jail->root,
+			 strerror(errno));
+		return -1;
+	}
+	if (jail && (r = sandbox_drop(jail->uid, jail->gid)) < 0) {
+		snprintf(err, len, "dropping to uid %u: %s",
+			 (unsigned)jail->uid, strerror(-r));
+		return -1;
+	}
+	sandbox_no_dumps();
+	r = sandbox_install(vmm_worker_rules, vmm_worker_nrules);
+	if (r < 0) {
+		snprintf(err, len, "seccomp: %s", strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+static int worker_main(const struct template *t,
+		       const struct worker_jail *jail, int ctl)
 {
 	struct worker_msg m;
 	struct vm *vm = NULL;
@@ -301,6 +329,7 @@ static int worker_main(const struct template *t, int ctl)
 	int term, r;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	sandbox_no_dumps();
 	close_fds_except(ctl, t->mem_fd);
 	log_set_tag("clone[worker]");
 	/* Everything that does not depend on who connects, done ahead. */
@@ -319,6 +348,12 @@ static int worker_main(const struct template *t, int ctl)
 	t0 = worker_now_ns();
 	r = vm_restore_setup(vm, t->snap, t->mem_fd, err, sizeof(err));
 	if (r < 0) {
+		reply(ctl, WORKER_FAILED, 0, err);
+		return 1;
+	}
+	/* The template's memory is mapped: its fd is not needed again. */
+	close(t->mem_fd);
+	if (confine(jail, err, sizeof(err)) < 0) {
 		reply(ctl, WORKER_FAILED, 0, err);
 		return 1;
 	}
@@ -350,7 +385,8 @@ static int worker_main(const struct template *t, int ctl)
 	return r;
 }
 
-int worker_spawn(const struct template *t, struct worker *w)
+int worker_spawn(const struct template *t, const struct worker_jail *jail,
+		 struct worker *w)
 {
 	int sv[2];
 
@@ -367,7 +403,7 @@ int worker_spawn(const struct template *t, struct worker *w)
 	}
 	if (w->pid == 0) {
 		close(sv[0]);
-		_exit(worker_main(t, sv[1]));
+		_exit(worker_main(t, jail, sv[1]));
 	}
 	close(sv[1]);
 	w->ctl = sv[0];
@@ -400,11 +436,12 @@ void worker_destroy(struct worker *w, int timeout_ms)
 	w->pid = -1;
 }
 
-int worker_spawn_ready(const struct template *t, struct worker *w,
+int worker_spawn_ready(const struct template *t,
+		       const struct worker_jail *jail, struct worker *w,
 		       uint64_t *restore_ns)
 {
 	struct worker_msg m = { 0 };
-	int r = worker_spawn(t, w);
+	int r = worker_spawn(t, jail, w);
 
 	if (r == 0)
 		r = worker_expect(w, WORKER_READY, &m, 60000);

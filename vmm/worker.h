@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/sandbox.h"
 #include "vmm/template.h"
 
 enum worker_msg_type {
@@ -48,6 +49,19 @@ struct worker_msg {
 	char text[160];
 };
 
+/* Where a worker is confined once its VM is made (see worker_main()).
+ * Workers always run under the seccomp filter vmm_worker_rules; with a
+ * jail they also run as uid/gid, chrooted into root, and the directory
+ * names in WORKER_SUSPEND and WORKER_GO_RESUME are taken inside root. */
+struct worker_jail {
+	uid_t uid;
+	gid_t gid;
+	const char *root;	/* directory of suspended VMs; must exist */
+};
+
+extern const struct sandbox_rule vmm_worker_rules[];
+extern const size_t vmm_worker_nrules;
+
 struct worker {
 	pid_t pid;
 	int ctl;		/* our end of the control socket */
@@ -56,12 +70,15 @@ struct worker {
 				 * terminal), stderr, stdin */
 };
 
-/* Fork a worker for clones of t. It reports WORKER_READY when its VM is
- * created (worker_wait() for it). 0 or -errno. */
-int worker_spawn(const struct template *t, struct worker *w);
+/* Fork a worker for clones of t, confined by jail (NULL: seccomp only, as
+ * the caller's user, no chroot). It reports WORKER_READY when its VM is
+ * created and it is confined. 0 or -errno. */
+int worker_spawn(const struct template *t, const struct worker_jail *jail,
+		 struct worker *w);
 /* worker_spawn() and wait for WORKER_READY; *restore_ns (may be NULL) gets
  * how long its restore took. 0, or -errno (logged, worker reaped). */
-int worker_spawn_ready(const struct template *t, struct worker *w,
+int worker_spawn_ready(const struct template *t,
+		       const struct worker_jail *jail, struct worker *w,
 		       uint64_t *restore_ns);
 /* Send a message. 0 or -errno. */
 int worker_send(struct worker *w, const struct worker_msg *m);

@@ -104,6 +104,16 @@ reap_timeout = {reap}
             rows[f[0]] = f[1]
         return rows
 
+    def worker_pid(self, user):
+        """The pid of user's VM worker, from `clone status` (0: none)."""
+        p = subprocess.run([CLONE, "status", "-c", self.config],
+                           capture_output=True, text=True, timeout=10)
+        for line in p.stdout.splitlines()[1:]:
+            f = line.split()
+            if f[0] == user:
+                return int(f[-1])
+        return 0
+
     def wait_state(self, user, state, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -35,7 +35,8 @@ static const char full[] =
 	"[vm]\n"
 	"max_vms = 100000\n"
 	"detach_timeout = 0\n"
-	"reap_timeout = 31536000\n";
+	"reap_timeout = 31536000\n"
+	"user = clone-vm\n";
 
 static void check_full(const struct cfg *cfg)
 {
@@ -57,6 +58,7 @@ static void check_full(const struct cfg *cfg)
 	assert_int_equal(cfg->vm.max_vms, 100000);
 	assert_int_equal(cfg->vm.detach_timeout, 0);
 	assert_int_equal(cfg->vm.reap_timeout, 31536000);
+	assert_string_equal(cfg->vm.user, "clone-vm");
 }
 
 static void check_zeroed(const struct cfg *cfg)
@@ -534,6 +536,28 @@ static void test_reap_before_detach(void **state)
 	cfg_free(&cfg);
 }
 
+/* [vm] user: "clone" by default; a name useradd would take, or an error
+ * naming the line. */
+static void test_vm_user(void **state)
+{
+	struct cfg cfg;
+
+	(void)state;
+	load_ok(&cfg, "");
+	assert_string_equal(cfg.vm.user, "clone");
+	cfg_free(&cfg);
+	load_ok(&cfg, "[vm]\nuser = _clone-2\n");
+	assert_string_equal(cfg.vm.user, "_clone-2");
+	cfg_free(&cfg);
+	expect_error("[vm]\n\nuser = Clone\n", -EINVAL, NAME ":3: ",
+		     "not a user name");
+	expect_error("[vm]\nuser = ../x\n", -EINVAL, NAME ":2: ",
+		     "not a user name");
+	expect_error("[vm]\nuser = a23456789012345678901234567890123\n",
+		     -EINVAL, NAME ":2: ", "not a user name");
+	expect_error("[vm]\nuser =\n", -EINVAL, NAME ":2: ", "user");
+}
+
 /* Callers may pass no buffer, or a small one: no overflow, still a C
  * string. */
 static void test_err_buffer(void **state)
@@ -579,6 +603,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate),
 		cmocka_unit_test(test_vcpus),
 		cmocka_unit_test(test_reap_before_detach),
+		cmocka_unit_test(test_vm_user),
 		cmocka_unit_test(test_err_buffer),
 	};
 

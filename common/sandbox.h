@@ -1,0 +1,48 @@
+/* Confinement shared by the VM workers and the SSH front-end: a seccomp
+ * allow-list (libseccomp; anything not listed kills the process) and the
+ * switch to an unprivileged user. Firecracker's model: every allowed system
+ * call, and every ioctl request where the request can be narrowed, is one
+ * table entry with a one-line reason. */
+#ifndef COMMON_SANDBOX_H
+#define COMMON_SANDBOX_H
+
+#include <seccomp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Stands for the caller's own pid in an argument comparison: filled in when
+ * the filter is installed (tgkill may signal our own threads only). */
+#define SANDBOX_SELF_PID 0xffffffff5e1f0000ULL
+
+#define SANDBOX_ARG(n, cmp, a, b) \
+	{ .arg = (n), .op = (cmp), .datum_a = (a), .datum_b = (b) }
+
+struct sandbox_rule {
+	int nr;			/* SCMP_SYS(name) */
+	const char *why;	/* one line: what needs it */
+	int err;		/* 0: allow; else fail with this errno */
+	unsigned nargs;		/* comparisons, all of which must hold */
+	struct scmp_arg_cmp arg[2];
+};
+
+/* Install a filter allowing exactly rules[0..n) (no_new_privs is set
+ * first); every other system call kills the whole process. Applies to the
+ * calling thread and the threads it creates later, so call it before
+ * creating any. 0 or -errno (the filter is then not installed). */
+int sandbox_install(const struct sandbox_rule *rules, size_t n);
+
+/* The uid and gid of user name. 0, -ENOENT (no such user) or -errno. */
+int sandbox_user(const char *name, uid_t *uid, gid_t *gid);
+
+/* Become uid/gid for good: no supplementary groups, real, effective and
+ * saved ids all changed, and checked that root cannot be regained. A
+ * process that is not root (uid == getuid() already) is left as it is.
+ * 0 or -errno. */
+int sandbox_drop(uid_t uid, gid_t gid);
+
+/* No core dumps, no ptrace by the same uid, /proc/PID not readable by it:
+ * the process holds a user's memory or the server's keys. */
+void sandbox_no_dumps(void);
+
+#endif
