@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,7 +28,6 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "common/proc.h"
 #include "common/sandbox.h"
 #include "config/config.h"
 #include "sshd/authkeys.h"
@@ -55,6 +55,7 @@ struct uvm {
 	int refs;		/* authenticated connections using it */
 	time_t detached;	/* when refs dropped to 0 */
 	time_t started;
+	long priv_kib;		/* the worker's last WORKER_STATS, or -1 */
 	struct timespec t_req;	/* when its clone or resume was asked for */
 	struct uvm *next_wait;	/* queue for a worker from the manager */
 };
@@ -110,6 +111,72 @@ static struct {
 	volatile sig_atomic_t stop;
 	bool stopping;
 } S;
+
+/* ---- the event loop's fds ---------------------------------------------- */
+
+/* libssh's poll loop (ssh_poll_ctx_dopoll) goes on using the handle and the
+ * slot of the callback it is in after that returns, and taking a handle out
+ * moves another into its slot. So an fd taken out from inside a callback
+ * (ours, or libssh's session callbacks, which call ours) means a write to
+ * freed memory or another fd's events lost. ev_del() therefore only
+ * forgets the fd; ev_flush(), after ssh_event_dopoll(), takes it out.
+ * Every fd's events go through ev_call(), which looks the fd up: a
+ * forgotten fd's callback is not called. */
+#define EV_MAX_FD 65536
+
+static struct {
+	ssh_event_callback cb;	/* NULL: not watched */
+	void *ud;
+	short events;
+	bool pending;		/* in ev_pending[], to be taken out */
+} ev_w[EV_MAX_FD];
+static int ev_pending[EV_MAX_FD], ev_npending;
+
+static int ev_call(socket_t fd, int revents, void *unused)
+{
+	(void)unused;
+	if (fd >= 0 && fd < EV_MAX_FD && ev_w[fd].cb)
+		ev_w[fd].cb(fd, revents, ev_w[fd].ud);
+	return 0;
+}
+
+static int ev_add(int fd, short events, ssh_event_callback cb, void *ud)
+{
+	if (fd < 0 || fd >= EV_MAX_FD)
+		return -EMFILE;
+	ev_w[fd].cb = cb;
+	ev_w[fd].ud = ud;
+	ev_w[fd].events = events;
+	if (ev_w[fd].pending)	/* ev_flush() adds it again, as it is now */
+		return 0;
+	return ssh_event_add_fd(S.ev, fd, events, ev_call, NULL) == SSH_OK ?
+		       0 : -ENOMEM;
+}
+
+static void ev_del(int fd)
+{
+	if (fd < 0 || fd >= EV_MAX_FD)
+		return;
+	ev_w[fd].cb = NULL;
+	if (!ev_w[fd].pending) {
+		ev_w[fd].pending = true;
+		ev_pending[ev_npending++] = fd;
+	}
+}
+
+static void ev_flush(void)
+{
+	for (int i = 0; i < ev_npending; i++) {
+		int fd = ev_pending[i];
+
+		ev_w[fd].pending = false;
+		ssh_event_remove_fd(S.ev, fd);
+		if (ev_w[fd].cb)	/* the number was taken again since */
+			ssh_event_add_fd(S.ev, fd, ev_w[fd].events, ev_call,
+					 NULL);
+	}
+	ev_npending = 0;
+}
 
 /* ---- the manager process ----------------------------------------------- */
 
@@ -448,7 +515,7 @@ static void uvm_lost(struct uvm *u, const char *why)
 	log_info("vm %s: %s", u->user, why);
 	snprintf(msg, sizeof(msg), "clone: your VM %s\r\n", why);
 	if (u->w.ctl >= 0)
-		ssh_event_remove_fd(S.ev, u->w.ctl);
+		ev_del(u->w.ctl);
 	worker_destroy(&u->w, 0);
 	u->state = U_FREE;
 	for_each_chan(u, end_chan_cb, msg);
@@ -482,7 +549,7 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 	if (n <= 0) {
 		log_warnx("the VM manager is gone; stopping");
 		S.stop = 1;
-		ssh_event_remove_fd(S.ev, fd);
+		ev_del(fd);
 		return 0;
 	}
 	c = CMSG_FIRSTHDR(&mh);
@@ -521,9 +588,10 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 	}
 	vm->state = U_STARTING;
 	vm->started = time(NULL);
+	vm->priv_kib = -1;
 	worker_send(&vm->w, &m);
 	sodium_memzero(&m, sizeof(m));
-	ssh_event_add_fd(S.ev, wfd, POLLIN, worker_event, vm);
+	ev_add(wfd, POLLIN, worker_event, vm);
 	return 0;
 }
 
@@ -561,7 +629,7 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 	if (r < 0) {
 		if (u->state == U_SUSPENDING) {
 			/* the worker exits after suspending */
-			ssh_event_remove_fd(S.ev, u->w.ctl);
+			ev_del(u->w.ctl);
 			worker_destroy(&u->w, 0);
 			u->state = U_SUSPENDED;
 			return 0;
@@ -609,10 +677,10 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 		u->w.sess_fd[0] = u->w.sess_fd[1] = u->w.sess_fd[2] = -1;
 		c->opened = true;
 		fcntl(c->io_fd, F_SETFL, O_NONBLOCK);
-		ssh_event_add_fd(S.ev, c->io_fd, POLLIN, chan_fd_event, c);
+		ev_add(c->io_fd, POLLIN, chan_fd_event, c);
 		if (c->err_fd >= 0) {
 			fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
-			ssh_event_add_fd(S.ev, c->err_fd, POLLIN,
+			ev_add(c->err_fd, POLLIN,
 					 chan_fd_event, c);
 		}
 		if (c->in_fd < 0)
@@ -632,7 +700,7 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 	case WORKER_SUSPENDED:
 		log_info("vm %s: suspended to disk (%llu pages)", u->user,
 			 (unsigned long long)m.a);
-		ssh_event_remove_fd(S.ev, u->w.ctl);
+		ev_del(u->w.ctl);
 		worker_destroy(&u->w, 5000);
 		u->state = U_SUSPENDED;
 		if (u->refs > 0)	/* someone came back meanwhile */
@@ -640,6 +708,9 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 		break;
 	case WORKER_EXITED:
 		uvm_lost(u, m.text[0] ? m.text : "ended");
+		break;
+	case WORKER_STATS:
+		u->priv_kib = (long)m.a;
 		break;
 	case WORKER_FAILED:
 		log_warnx("vm %s: %s", u->user, m.text);
@@ -661,17 +732,17 @@ static void chan_free(struct chan *c)
 {
 	if (c->in_fd >= 0) {
 		if (c->in_polled)
-			ssh_event_remove_fd(S.ev, c->in_fd);
+			ev_del(c->in_fd);
 		close(c->in_fd);
 	}
 	if (c->io_fd >= 0) {
 		if (!c->out_paused)
-			ssh_event_remove_fd(S.ev, c->io_fd);
+			ev_del(c->io_fd);
 		close(c->io_fd);
 	}
 	if (c->err_fd >= 0) {
 		if (!c->out_paused)
-			ssh_event_remove_fd(S.ev, c->err_fd);
+			ev_del(c->err_fd);
 		close(c->err_fd);
 	}
 	free(c->cmd);
@@ -740,9 +811,9 @@ static void output_pause(struct chan *c, bool pause)
 		if (fd < 0)
 			continue;
 		if (pause)
-			ssh_event_remove_fd(S.ev, fd);
+			ev_del(fd);
 		else
-			ssh_event_add_fd(S.ev, fd, POLLIN, chan_fd_event, c);
+			ev_add(fd, POLLIN, chan_fd_event, c);
 	}
 }
 
@@ -774,7 +845,7 @@ static int chan_fd_event(socket_t fd, int revents, void *userdata)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n <= 0) {
-		ssh_event_remove_fd(S.ev, fd);
+		ev_del(fd);
 		close(fd);
 		if (fd == c->io_fd)
 			c->io_fd = -1;
@@ -864,10 +935,10 @@ static void flush_input(struct chan *c)
 		c->npending -= (size_t)n;
 	}
 	if (c->npending && !c->in_polled) {
-		ssh_event_add_fd(S.ev, c->in_fd, POLLOUT, in_fd_event, c);
+		ev_add(c->in_fd, POLLOUT, in_fd_event, c);
 		c->in_polled = true;
 	} else if (!c->npending && c->in_polled) {
-		ssh_event_remove_fd(S.ev, c->in_fd);
+		ev_del(c->in_fd);
 		c->in_polled = false;
 	}
 	if (!c->npending && c->client_eof && !c->pty) {
@@ -1246,10 +1317,8 @@ static void write_status(void)
 
 		if (!u || u->state == U_FREE)
 			continue;
-		/* XXX: workers are not dumpable, so their smaps_rollup is
-		 * root's to read: "-" once we have dropped root. */
-		priv = u->w.pid > 0 ? proc_smaps_kib(u->w.pid, "Private_Dirty")
-				    : -1;
+		/* Workers are not dumpable: they tell us (WORKER_STATS). */
+		priv = u->state == U_RUNNING ? u->priv_kib : -1;
 		fprintf(f, "%-16s %-10s %7lds %8d ", u->user,
 			state_name[u->state],
 			u->state == U_SUSPENDED ? 0L : (long)(now - u->started),
@@ -1315,6 +1384,12 @@ static void tick(void)
 			   now - u->detached >= S.cfg->vm.reap_timeout) {
 			uvm_lost(u, "reaped");
 		}
+	}
+	for (int i = 0; i < MAX_USERS; i++) {
+		struct worker_msg m = { .type = WORKER_STAT };
+
+		if (S.users[i] && S.users[i]->state == U_RUNNING)
+			worker_send(&S.users[i]->w, &m);
 	}
 	write_status();
 }
@@ -1469,12 +1544,19 @@ static int busy_vms(void)
 int sshd_serve(struct cfg *cfg)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
+	struct rlimit rl;
 	int r = 1, port = cfg->server.listen_port;
 	time_t last = 0, stop_at = 0;
 
 	S.cfg = cfg;
 	S.mgr = S.keys = S.susp_fd = S.run_fd = -1;
 	signal(SIGPIPE, SIG_IGN);
+	/* A few fds per connection and per session: use what we may, up to
+	 * what the event table holds. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max < EV_MAX_FD ? rl.rlim_max : EV_MAX_FD;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	if (mkdir(cfg->server.state_dir, 0700) < 0 && errno != EEXIST)
 		fatal("%s", cfg->server.state_dir);
 	jail_init();
@@ -1495,9 +1577,9 @@ int sshd_serve(struct cfg *cfg)
 		       ssh_get_error(S.bind));
 	ssh_bind_set_blocking(S.bind, 0);
 	S.ev = ssh_event_new();
-	ssh_event_add_fd(S.ev, ssh_bind_get_fd(S.bind), POLLIN, accept_event,
+	ev_add(ssh_bind_get_fd(S.bind), POLLIN, accept_event,
 			 NULL);
-	ssh_event_add_fd(S.ev, S.mgr, POLLIN, manager_event, NULL);
+	ev_add(S.mgr, POLLIN, manager_event, NULL);
 	load_suspended();
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
@@ -1509,13 +1591,14 @@ int sshd_serve(struct cfg *cfg)
 		time_t now;
 
 		ssh_event_dopoll(S.ev, 200);
+		ev_flush();
 		now = time(NULL);
 		if (S.stop && !S.stopping) {
 			log_info("stopping: no new connections; suspending "
 				 "running VMs to disk");
 			S.stopping = true;
 			stop_at = now;
-			ssh_event_remove_fd(S.ev, ssh_bind_get_fd(S.bind));
+			ev_del(ssh_bind_get_fd(S.bind));
 			for (int i = 0; i < MAX_CONNS; i++)
 				if (S.conns[i])
 					S.conns[i]->dead = true;
@@ -1523,6 +1606,7 @@ int sshd_serve(struct cfg *cfg)
 		}
 		if (now != last) {
 			tick();
+			ev_flush();
 			last = now;
 		}
 		if (S.stopping && ((active_vms() == 0 || busy_vms() == 0) &&

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sodium.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 
 uint64_t worker_now_ns(void)
 {
@@ -110,7 +112,7 @@ int worker_recv(struct worker *w, struct worker_msg *m, int timeout_ms)
 	}
 	/* The worker runs a guest: trust nothing of its messages' shape. */
 	if (n != (ssize_t)sizeof(*m) || (mh.msg_flags & MSG_TRUNC) ||
-	    m->type < WORKER_READY || m->type > WORKER_FAILED) {
+	    m->type < WORKER_READY || m->type > WORKER_STATS) {
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		return -EPROTO;
@@ -185,7 +187,7 @@ static int wait_go(int ctl, struct worker_msg *m)
 	return 0;
 }
 
-static int run_vm(int ctl, struct vm *vm)
+static int run_vm(int ctl, struct vm *vm, int smaps)
 {
 	bool acked = vm_identity_acked(vm);	/* a resumed VM has been */
 
@@ -270,6 +272,10 @@ static int run_vm(int ctl, struct vm *vm)
 		case WORKER_SESSION_SIGNAL:
 			vm_session_signal(vm, (uint32_t)m.a, (int)m.b);
 			break;
+		case WORKER_STAT:	/* not dumpable: only we may read it */
+			reply(ctl, WORKER_STATS, (uint64_t)proc_smaps_fd_kib(
+				      smaps, "Private_Dirty"), NULL);
+			break;
 		case WORKER_SUSPEND: {
 			char err[256];
 			uint64_t pages = 0;
@@ -326,7 +332,7 @@ static int worker_main(const struct template *t,
 	struct vm_stats st;
 	char err[256];
 	uint64_t t0;
-	int term, r;
+	int term, r, smaps = -1;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	sandbox_no_dumps();
@@ -353,6 +359,7 @@ static int worker_main(const struct template *t,
 	}
 	/* The template's memory is mapped: its fd is not needed again. */
 	close(t->mem_fd);
+	smaps = open("/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
 	if (confine(jail, err, sizeof(err)) < 0) {
 		reply(ctl, WORKER_FAILED, 0, err);
 		return 1;
@@ -380,7 +387,7 @@ static int worker_main(const struct template *t,
 				 .a = st.first_entry_ns };
 	send_msg(ctl, &m, term);
 	close(term);
-	r = run_vm(ctl, vm);
+	r = run_vm(ctl, vm, smaps);
 	vm_free(vm);
 	return r;
 }

@@ -38,6 +38,8 @@ enum worker_msg_type {
 	WORKER_SESSION_EXIT,	/* worker: a = session, b = (how << 8) | code */
 	WORKER_EXITED,		/* worker: the VM ended; text says why */
 	WORKER_FAILED,		/* worker: could not do what was asked; text */
+	WORKER_STAT,		/* parent: how much memory is yours? */
+	WORKER_STATS,		/* worker: a = Private_Dirty KiB (-1: unknown) */
 };
 
 struct worker_msg {
