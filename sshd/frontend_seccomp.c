@@ -69,6 +69,7 @@ const struct sandbox_rule sshd_frontend_rules[] = {
 	ALLOW(rt_sigaction, "SIGTERM handling"),
 	ALLOW(rt_sigprocmask, "glibc blocks signals in places"),
 	ALLOW(rt_sigreturn, "return from the SIGTERM handler"),
+	ALLOW(restart_syscall, "a sleep resumed after SIGSTOP/SIGCONT"),
 	ALLOW(exit_group, "the server ends"),
 	ALLOW(exit, "the server ends (a lone thread)"),
 };

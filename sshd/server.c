@@ -342,6 +342,9 @@ static void keys_main(int sock)
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	log_set_tag("clone[keys]");
+	sandbox_no_dumps();
+	if (sandbox_install(sshd_keys_rules, sshd_keys_nrules) < 0)
+		fatalx("keys monitor: seccomp");
 	while ((n = recv(sock, &q, sizeof(q), 0)) > 0) {
 		int32_t r = -EPROTO;
 

@@ -113,6 +113,7 @@ const struct sandbox_rule vmm_worker_rules[] = {
 	ALLOW(clock_nanosleep, "usleep() while a thread starts or stops"),
 	ALLOW(nanosleep, "usleep() on older glibc"),
 	ALLOW(sched_yield, "glibc spin locks"),
+	ALLOW(restart_syscall, "a sleep resumed after SIGSTOP/SIGCONT"),
 	ALLOW(exit, "a thread ends"),
 	ALLOW(exit_group, "the worker ends"),
 };

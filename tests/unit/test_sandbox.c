@@ -53,6 +53,7 @@ static void test_tables(void **state)
 	(void)state;
 	check_table(vmm_worker_rules, vmm_worker_nrules);
 	check_table(sshd_frontend_rules, sshd_frontend_nrules);
+	check_table(sshd_keys_rules, sshd_keys_nrules);
 }
 
 /* Run fn in a child under the worker's filter; its wait status. */
