@@ -30,6 +30,7 @@
  *  19 SNAPSHOT    (save, restore into a new device as a clone does)
  *  20 POLLFDS     max u8
  *  21 MEM         gpa u32, n u8, n bytes (anywhere in guest memory)
+ *  22 RESET       (device reset, fresh rings, the bring-up again)
  *
  * (q is taken modulo the number of queues, i modulo the queue size, port
  * modulo VCON_MAX_PORTS.) After every step each chain the device holds
@@ -61,7 +62,7 @@ enum op {
 	OP_POST_OUT, OP_POST_IN, OP_CTRL, OP_NOTIFY, OP_PROCESS,
 	OP_MMIO_WRITE, OP_MMIO_READ, OP_HOST_WRITE, OP_HOST_DRAIN, OP_HOST_EOF,
 	OP_DETACH, OP_ATTACH, OP_ADD_PORT, OP_RESIZE, OP_SNAPSHOT, OP_POLLFDS,
-	OP_MEM, OP_COUNT
+	OP_MEM, OP_RESET, OP_COUNT
 };
 
 struct drv_q {
@@ -459,6 +460,13 @@ static void step(struct env *e, struct fin *in)
 		put(e, gpa, b, n);
 		return;
 	}
+	case OP_RESET:
+		wr(e, VIRTIO_MMIO_STATUS, 0);
+		memset(e->m.host, 0, e->data);
+		memset(e->q, 0, sizeof(e->q));
+		layout(e, e->qsize);
+		bring_up(e);
+		return;
 	case OP_COUNT:
 		break;
 	}

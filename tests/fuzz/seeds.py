@@ -32,7 +32,7 @@ def u64(v): return struct.pack("<Q", v & 0xffffffffffffffff)
 # ---- virtio_console: ops of tests/fuzz/fuzz_virtio_console.c -------------
 (DESC, DESC_RAW, PUBLISH, AVAIL_IDX, AVAIL_FLAGS, POST_OUT, POST_IN, CTRL,
  NOTIFY, PROCESS, MMIO_WRITE, MMIO_READ, HOST_WRITE, HOST_DRAIN, HOST_EOF,
- DETACH, ATTACH, ADD_PORT, RESIZE, SNAPSHOT, POLLFDS, MEM) = range(22)
+ DETACH, ATTACH, ADD_PORT, RESIZE, SNAPSHOT, POLLFDS, MEM, RESET) = range(23)
 F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
 BAD_ID = 0xffffffff
 DEVICE_READY, DEVICE_ADD, PORT_READY, PORT_OPEN = 0, 1, 3, 6
@@ -147,6 +147,12 @@ def console_seeds():
           publish(txq(1), 32) + notify(txq(1)) + u8(POLLFDS) + u8(32) +
           u8(PROCESS) + u8(POLLFDS) + u8(32) + host_drain(1) + u8(PROCESS) +
           u8(DETACH) + u8(1) + u8(PROCESS))
+    # The driver resets the device mid-transfer and starts again.
+    write("virtio_console", "reset-busy", u8(6) + up + ctrl(1, PORT_OPEN, 1) +
+          post_in(rxq(1), 64) + flood + publish(txq(1), 0) +
+          publish(txq(1), 16) + notify(txq(1)) + u8(RESET) + up +
+          ctrl(1, PORT_OPEN, 1) + post_in(rxq(1), 64) +
+          host_write(1, b"again") + u8(PROCESS) + host_drain(1))
     # 65 descriptors chained on a queue of 128.
     write("virtio_console", "hostile-too-long", u8(7) + up +
           b"".join(desc(txq(1), i, 16 * i, 16, F_NEXT, i + 1) for i in range(65)) +
@@ -301,6 +307,8 @@ RSA = ("AAAAB3NzaC1yc2EAAAADAQABAAAAgQC/4E7jaAZgTjtWN8w6jcQkC5W7ahHZZOuKuIMkg7v1
 
 
 def authkeys_seeds():
+    write("authkeys", "long-line", "ssh-ed25519 %s\nssh-ed25519 %s\n" %
+          ("A" * 16400, KEY))
     write("authkeys", "match", "ssh-ed25519 %s alice@example\n" % KEY)
     write("authkeys", "file", "# keys of alice\n\nssh-rsa %s carol\r\n"
           "ecdsa-sha2-nistp256 %s bob@example\n"
