@@ -5,8 +5,8 @@
  *
  * The input's first byte is a chunk size (1..256), the rest a byte stream
  * as it arrives on the port. The stream is decoded whole and in chunks:
- * both must give the same messages, each payload the stream's own bytes,
- * and the same error at the same place. Every payload then goes through
+ * both must give the same messages, each one the stream's own frame (it
+ * encodes back to the same bytes), and the same error at the same place. Every payload then goes through
  * the IDENTITY and SPAWN decoders; what decodes must encode and decode
  * back to the same thing. */
 #include <errno.h>
@@ -51,12 +51,18 @@ static void payload(const uint8_t *p, size_t len)
 	}
 }
 
-/* A complete message as the decoder handed it over, end bytes into s. */
+/* A complete message as the decoder handed it over, end bytes into s:
+ * the stream's own frame, which encoding it again gives back. */
 static void check_msg(const uint8_t *s, size_t end)
 {
+	static uint8_t frame[AGENT_HDR_LEN + AGENT_MAX_PAYLOAD];
+	size_t n = AGENT_HDR_LEN + (size_t)msg.len;
+
 	if (msg.type == 0 || msg.type >= AGENT_MSG_MAX ||
-	    msg.len > AGENT_MAX_PAYLOAD || end < AGENT_HDR_LEN + msg.len ||
-	    memcmp(msg.payload, s + end - msg.len, msg.len) != 0)
+	    msg.len > AGENT_MAX_PAYLOAD || end < n ||
+	    agent_encode(msg.type, msg.payload, msg.len, frame,
+			 sizeof(frame)) != (int)n ||
+	    memcmp(frame, s + end - n, n) != 0)
 		abort();
 }
 
