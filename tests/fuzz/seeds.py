@@ -3,8 +3,8 @@
 inputs that start each fuzzer where the code is (a driver bringing a port
 up, a valid frame, a valid config, a valid authorized_keys line), and a few
 hostile ones. The byte scripts follow the op tables at the top of each
-harness. Inputs that once crashed a harness are kept there by hand (named
-crash-*), not written here. Run from the top directory:
+harness. Inputs that once crashed or hung a harness are kept there as
+libFuzzer wrote them (crash-*, timeout-*), not written here. Run from the top directory:
 
     python3 tests/fuzz/seeds.py
 """
@@ -128,6 +128,8 @@ def console_seeds():
         "indirect": desc(txq(1), 0, 0, 16, F_INDIRECT, 0) + publish(txq(1), 0),
         "order": desc(txq(1), 0, 0, 8, F_WRITE | F_NEXT, 1) +
                  desc(txq(1), 1, 8, 8, 0, 0) + publish(txq(1), 0),
+        "order-zero-len": desc(txq(1), 0, 0, 0, F_WRITE | F_NEXT, 1) +
+                          desc(txq(1), 1, 8, 8, 0, 0) + publish(txq(1), 0),
         "rx-readonly": ctrl(1, PORT_OPEN, 1) + post_out(rxq(1), b"x") +
                        host_write(1, b"data"),
         "ctrl-unknown-port": ctrl(99, PORT_OPEN, 1) + ctrl(BAD_ID, PORT_READY, 1),
