@@ -18,7 +18,9 @@ for bin in "$@"; do
 	mkdir -p "$work/corpus" "$art"
 	cp tests/fuzz/corpus/"$name"/* "$work/corpus/"
 	seeds=$(ls "$work/corpus" | wc -l)
-	set -- -max_total_time="$secs" -print_final_stats=1 -timeout=10 \
+	# An input takes milliseconds; 30 s is a hang even on a machine
+	# busy with KVM tests.
+	set -- -max_total_time="$secs" -print_final_stats=1 -timeout=30 \
 		-rss_limit_mb=2048 -artifact_prefix="$art/"
 	if [ -f tests/fuzz/"$name".dict ]; then
 		set -- "$@" -dict=tests/fuzz/"$name".dict
