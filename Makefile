@@ -1,5 +1,6 @@
-# Clone: make run | make check (also: deps, all, guest, bench, clean)
-# Everything lands in build/ (build/san/ for the sanitizer build).
+# Clone: make run | make check (also: deps, all, guest, bench, fuzz, clean)
+# Everything lands in build/ (build/san/ for the sanitizer build, build/fuzz/
+# for the fuzzers: make fuzz FUZZ_TIME=seconds per harness, default 60).
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -30,7 +31,21 @@ MAIN_OBJ = $(MAIN_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps guest check unit integration bench run clean
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c), linked with the modules they
+# exercise, built again with clang and the fuzzer's instrumentation.
+FUZZ_TIME ?= 60
+FUZZ_CC ?= clang
+FUZZ_DIR = build/fuzz
+FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -I. $(WARN) \
+	-fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_LIB_SRC = common/log.c config/config.c console/agent_proto.c \
+	sshd/authkeys.c vmm/virtio_console.c vmm/virtio_mmio.c vmm/virtq.c
+FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+
+.PHONY: all deps guest check unit integration bench fuzz run clean
 all: $(BUILD)/clone
 
 $(BUILD)/clone: $(MAIN_OBJ) $(BUILD)/libclone.a
@@ -47,7 +62,19 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libclone.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libclone.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/libfuzz.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libfuzz.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ $< \
+		$(FUZZ_DIR)/libfuzz.a $(LDLIBS)
+
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(FUZZ_LIB_OBJ:.o=.d) \
+	$(FUZZ_BIN:=.d)
 
 deps:
 	@sh contrib/deps.sh
@@ -77,6 +104,11 @@ run: deps
 	@$(MAKE) --no-print-directory all guest
 	@sh contrib/dev-config.sh
 	@exec build/clone serve -c build/clone-dev.ini
+
+# Each harness FUZZ_TIME seconds on a scratch copy of its seed corpus;
+# fails on any crash, leak or timeout (the input lands in build/fuzz/).
+fuzz: $(FUZZ_BIN)
+	@sh tests/fuzz/run.sh $(FUZZ_TIME) $(FUZZ_BIN)
 
 clean:
 	rm -rf build

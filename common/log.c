@@ -26,6 +26,8 @@ enum log_level log_level(void)
 }
 
 static void vlog(enum log_level lvl, int errnum, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static void vlog(enum log_level lvl, int errnum, const char *fmt, va_list ap)
 {
 	char msg[1024], line[1200];
 	int n;

@@ -412,7 +412,7 @@ static int set_value(struct parser *p, const struct key *k, const char *value)
 			     "%s: empty value (a path is required)", k->name);
 			return -EINVAL;
 		}
-		/* fall through */
+		__attribute__((fallthrough));
 	case KEY_STRING:
 		dup = strdup(value);
 		if (!dup) {

@@ -5,7 +5,7 @@
 set -eu
 
 pkgs="
-build-essential pkg-config
+build-essential pkg-config clang libclang-rt-14-dev
 libsodium-dev libinih-dev libssh-dev libseccomp-dev libcmocka-dev
 linux-libc-dev
 linux-source-6.1 busybox-static flex bison bc libelf-dev libssl-dev

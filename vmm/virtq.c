@@ -135,7 +135,10 @@ int virtq_pop(struct virtq *q, const struct gmem *m, struct virtq_chain *c)
 		if (s->write) {
 			write_len += d.len;
 		} else {
-			if (write_len)
+			/* By position, not by byte count: a zero-length
+			 * writable descriptor counts too, since users take
+			 * seg[0..nread) as the readable segments. */
+			if (c->nread != c->nsegs - 1)
 				return fail(q, VIRTQ_E_ORDER);
 			read_len += d.len;
 			c->nread++;

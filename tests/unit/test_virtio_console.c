@@ -885,6 +885,28 @@ static void test_bad_desc_loop(void **state)
 	assert_true(needs_reset(e));
 }
 
+/* A zero-length writable descriptor ahead of the data is out of order
+ * too. It once left the transmit path looping on an empty writev: the
+ * alarm turns that hang into a failure. */
+static void test_bad_desc_zero_write_first(void **state)
+{
+	struct env *e = *state;
+	uint64_t a = fg_alloc(&e->g, 8, 16);
+	char c;
+
+	memcpy(fg_host(&e->g, a), "12345678", 8);
+	fg_desc(&e->v[txq(1)], 0, a, 0,
+		VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
+	fg_desc(&e->v[txq(1)], 1, a, 8, 0, 0);
+	fg_publish(&e->v[txq(1)], 0);
+	alarm(10);
+	kick(e, txq(1));
+	alarm(0);
+	assert_true(needs_reset(e));
+	assert_int_equal(host_read(e, 1, &c, 1), 0);
+	assert_int_equal(fg_used_idx(&e->v[txq(1)]), 0);
+}
+
 static void test_bad_desc_rx(void **state)
 {
 	struct env *e = *state;
@@ -1048,6 +1070,7 @@ int main(void)
 		TBARE(test_ctrl_rx_name_too_small),
 		T(test_bad_desc_tx),
 		T(test_bad_desc_loop),
+		T(test_bad_desc_zero_write_first),
 		T(test_bad_desc_rx),
 		T(test_bad_avail_idx),
 		T(test_rx_readonly_buffer),

@@ -361,6 +361,19 @@ static void test_order(void **state)
 	expect_pop_err(e, VIRTQ_E_ORDER);
 }
 
+/* A zero-length writable descriptor before a readable one is out of order
+ * too: the chain's readable segments must be seg[0..nread). */
+static void test_order_zero_length_write(void **state)
+{
+	struct env *e = *state;
+	uint64_t b = buf(e, 16);
+
+	fg_desc(&e->v, 0, b, 0, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
+	fg_desc(&e->v, 1, b, 8, 0, 0);
+	fg_publish(&e->v, 0);
+	expect_pop_err(e, VIRTQ_E_ORDER);
+}
+
 static void test_indirect(void **state)
 {
 	struct env *e = *state;
@@ -615,6 +628,7 @@ int main(void)
 		TBIG(test_self_loop_big),
 		T(test_buf_addr),
 		T(test_order),
+		T(test_order_zero_length_write),
 		T(test_indirect),
 		T(test_avail_idx_ahead),
 		T(test_avail_idx_behind),
