@@ -35,6 +35,11 @@ static void vlog(enum log_level lvl, int errnum, const char *fmt, va_list ap)
 	if (lvl > log_max)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Messages carry text from guests and clients: no control characters
+	 * (a fake line, a terminal escape) reach the log. */
+	for (char *c = msg; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 	if (errnum)
 		n = snprintf(line, sizeof(line), "%s: %s: %s\n", log_tag, msg,
 			     strerror(errnum));

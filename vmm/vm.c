@@ -37,6 +37,8 @@
 struct vm {
 	int kvm_fd, vm_fd, vcpu_fd, mem_fd;
 	int pagemap_fd;		/* /proc/self/pagemap, opened while we may */
+	uint64_t log_window;		/* guest_log(): this window's start */
+	unsigned log_lines, log_dropped;	/* ...and its counts */
 	struct kvm_run *run;
 	size_t run_size;
 	struct gmem mem;
@@ -852,6 +854,33 @@ static void send_time(struct vm *vm)
 		log_warnx("agent: could not send the time");
 }
 
+/* A guest may say what it likes, but not flood the host's log: at most
+ * GUEST_LOG_BURST lines per GUEST_LOG_WINDOW, then one line saying how
+ * many were dropped. */
+#define GUEST_LOG_BURST 20
+#define GUEST_LOG_WINDOW 10000000000ULL	/* ns */
+
+static void guest_log(struct vm *vm, const struct agent_msg *m)
+{
+	uint64_t now = since_start(vm);
+
+	if (now - vm->log_window >= GUEST_LOG_WINDOW) {
+		if (vm->log_dropped)
+			log_warnx("guest: %u log lines dropped (more than %d "
+				  "in %llu s)", vm->log_dropped,
+				  GUEST_LOG_BURST,
+				  GUEST_LOG_WINDOW / 1000000000ULL);
+		vm->log_window = now;
+		vm->log_lines = vm->log_dropped = 0;
+	}
+	if (vm->log_lines++ >= GUEST_LOG_BURST) {
+		vm->log_dropped++;
+		return;
+	}
+	log_info("guest: %.*s", (int)(m->len > 200 ? 200 : m->len),
+		 m->payload);
+}
+
 static void agent_message(struct vm *vm, const struct agent_msg *m)
 {
 	switch ((enum agent_msg_type)m->type) {
@@ -904,8 +933,7 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 	case AGENT_MSG_RESIZE:
 	case AGENT_MSG_SIGNAL:
 	case AGENT_MSG_LOG:
-		log_info("guest: %.*s", (int)(m->len > 200 ? 200 : m->len),
-			 m->payload);
+		guest_log(vm, m);
 		return;
 	case AGENT_MSG_MAX:
 		break;
