@@ -583,7 +583,10 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 
 		m.type = WORKER_GO;
 		snprintf(home, sizeof(home), "/home/%s", vm->user);
-		if (vm_identity_make(&m.id, vm->user, GUEST_UID, home,
+		/* root = yes: uid 0, but the same name and home, so that
+		 * the key changes who the user is, not where things are. */
+		if (vm_identity_make(&m.id, vm->user,
+				     S.cfg->vm.root ? 0 : GUEST_UID, home,
 				     vm->user) < 0) {
 			uvm_lost(vm, "could not be given an identity");
 			return 0;
