@@ -736,6 +736,10 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 
 static void chan_free(struct chan *c)
 {
+	/* libssh keeps a closed channel until the session ends and still
+	 * calls its callbacks (write-wontblock whenever the socket drains):
+	 * they must not see c once it is freed. */
+	ssh_remove_channel_callbacks(c->ch, &c->cb);
 	if (c->in_fd >= 0) {
 		if (c->in_polled)
 			ev_del(c->in_fd);
