@@ -52,6 +52,7 @@ enum key_id {
 	K_DETACH_TIMEOUT,
 	K_REAP_TIMEOUT,
 	K_USER,
+	K_ROOT,
 	K_COUNT
 };
 
@@ -97,6 +98,7 @@ static const struct key keys[K_COUNT] = {
 	[K_REAP_TIMEOUT] = { "vm", "reap_timeout", KEY_UINT,
 			     F(vm.reap_timeout), 1, 31536000 },
 	[K_USER] = { "vm", "user", KEY_PATH, F(vm.user), 0, 0 },
+	[K_ROOT] = { "vm", "root", KEY_BOOL, F(vm.root), 0, 0 },
 };
 
 struct parser {
@@ -578,6 +580,7 @@ int cfg_defaults(struct cfg *cfg)
 	cfg->vm.detach_timeout = 300;
 	cfg->vm.reap_timeout = 86400;
 	cfg->vm.user = strdup(DEF_USER);
+	cfg->vm.root = false;
 	if (!cfg->server.listen_host || !cfg->server.state_dir ||
 	    !cfg->server.host_key || !cfg->server.authorized_keys ||
 	    !cfg->template.kernel || !cfg->template.initrd ||

@@ -34,6 +34,7 @@ struct cfg {
 		unsigned detach_timeout; /* seconds */
 		unsigned reap_timeout; /* seconds */
 		char *user; /* workers and front-end run as this user */
+		bool root; /* the user is uid 0 in their own VM */
 	} vm;
 };
 

@@ -449,6 +449,19 @@ static unsigned active_vms(void)
 	return n;
 }
 
+/* A suspended VM's copy on disk is dropped once the VM runs again (its
+ * pages are in the worker's memory by then) or is gone: a restart after a
+ * crash must not bring back a state older than the one lost with it. */
+static void suspend_remove(const char *user)
+{
+	char p[64];
+
+	snprintf(p, sizeof(p), "%s/state", user);
+	unlinkat(S.susp_fd, p, 0);
+	snprintf(p, sizeof(p), "%s/pages", user);
+	unlinkat(S.susp_fd, p, 0);
+	unlinkat(S.susp_fd, user, AT_REMOVEDIR);
+}
 
 static int worker_event(socket_t fd, int revents, void *userdata);
 
@@ -513,7 +526,7 @@ static void open_chan_cb(struct chan *c, void *arg)
  * line saying so; the next login clones anew. */
 static void uvm_lost(struct uvm *u, const char *why)
 {
-	char msg[256], p[64];
+	char msg[256];
 
 	log_info("vm %s: %s", u->user, why);
 	snprintf(msg, sizeof(msg), "clone: your VM %s\r\n", why);
@@ -522,12 +535,7 @@ static void uvm_lost(struct uvm *u, const char *why)
 	worker_destroy(&u->w, 0);
 	u->state = U_FREE;
 	for_each_chan(u, end_chan_cb, msg);
-	/* Whatever it left on disk is not coming back. */
-	snprintf(p, sizeof(p), "%s/state", u->user);
-	unlinkat(S.susp_fd, p, 0);
-	snprintf(p, sizeof(p), "%s/pages", u->user);
-	unlinkat(S.susp_fd, p, 0);
-	unlinkat(S.susp_fd, u->user, AT_REMOVEDIR);
+	suspend_remove(u->user);
 }
 
 static int manager_event(socket_t fd, int revents, void *userdata)
@@ -583,7 +591,10 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 
 		m.type = WORKER_GO;
 		snprintf(home, sizeof(home), "/home/%s", vm->user);
-		if (vm_identity_make(&m.id, vm->user, GUEST_UID, home,
+		/* root = yes: uid 0, but the same name and home, so that
+		 * the key changes who the user is, not where things are. */
+		if (vm_identity_make(&m.id, vm->user,
+				     S.cfg->vm.root ? 0 : GUEST_UID, home,
 				     vm->user) < 0) {
 			uvm_lost(vm, "could not be given an identity");
 			return 0;
@@ -647,6 +658,8 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 			u->w.term_fd = -1;
 		}
 		u->state = U_RUNNING;
+		if (u->resume)
+			suspend_remove(u->user);
 		{
 			struct timespec now;
 
@@ -733,6 +746,10 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 
 static void chan_free(struct chan *c)
 {
+	/* libssh keeps a closed channel until the session ends and still
+	 * calls its callbacks (write-wontblock whenever the socket drains):
+	 * they must not see c once it is freed. */
+	ssh_remove_channel_callbacks(c->ch, &c->cb);
 	if (c->in_fd >= 0) {
 		if (c->in_polled)
 			ev_del(c->in_fd);

@@ -474,25 +474,28 @@ static int apply_identity(const struct agent_identity *id, const char **why)
 		*why = "writing /etc/machine-id failed";
 		return -1;
 	}
-	if (id->uid == 0 ? strcmp(id->user, "root") != 0 : false) {
-		*why = "uid 0 is root only";
-		return -1;
-	}
-	if (id->uid != 0 && !user_exists(id->user)) {
+	/* uid 0 under the user's own name (the operator's `[vm] root =
+	 * yes`) gets an alias line after root's: uid 0 still reads as root
+	 * (`id`, `ls -l`) while the name, home and USER stay the user's,
+	 * as with an ordinary uid. */
+	if (!user_exists(id->user)) {
 		snprintf(line, sizeof(line), "%s:x:%u:%u::%s:/bin/sh\n",
 			 id->user, id->uid, id->uid, id->home);
 		if (append_line("/etc/passwd", line) < 0) {
 			*why = "adding the user failed";
 			return -1;
 		}
-		snprintf(line, sizeof(line), "%s:x:%u:\n", id->user, id->uid);
-		append_line("/etc/group", line);
-		mkdir("/home", 0755);
-		if ((mkdir(id->home, 0755) < 0 && errno != EEXIST) ||
-		    chown(id->home, id->uid, id->uid) < 0) {
-			*why = "creating the home directory failed";
-			return -1;
+		if (id->uid != 0) {
+			snprintf(line, sizeof(line), "%s:x:%u:\n", id->user,
+				 id->uid);
+			append_line("/etc/group", line);
 		}
+	}
+	mkdir("/home", 0755);
+	if ((mkdir(id->home, 0755) < 0 && errno != EEXIST) ||
+	    chown(id->home, id->uid, id->uid) < 0) {
+		*why = "creating the home directory failed";
+		return -1;
 	}
 	return 0;
 }

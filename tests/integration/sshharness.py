@@ -1,5 +1,6 @@
 """A `clone serve` for a test, and the real SSH clients to talk to it."""
 import os
+import pty
 import re
 import signal
 import socket
@@ -7,6 +8,20 @@ import subprocess
 import time
 
 from harness import CLONE, INITRD, KERNEL, STATE, Output, need_kvm
+
+
+def children(pid):
+    """The pids whose parent is pid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
 
 
 def free_port():
@@ -28,7 +43,7 @@ class Server:
     template directory shared with the other tests, so nothing boots)."""
 
     def __init__(self, tmp, open_signup=True, detach=300, reap=86400,
-                 max_vms=100, start=True):
+                 max_vms=100, root=False, start=True):
         need_kvm()
         self.tmp = tmp
         self.port = free_port()
@@ -55,6 +70,7 @@ initrd = {INITRD}
 max_vms = {max_vms}
 detach_timeout = {detach}
 reap_timeout = {reap}
+root = {'yes' if root else 'no'}
 """)
         self.key = keygen(os.path.join(tmp, "id"))
         self.proc = None
@@ -136,4 +152,51 @@ reap_timeout = {reap}
         try:
             self.stop(signal.SIGKILL, 10)
         except AssertionError:
+            pass
+
+
+class Shell:
+    """An interactive `ssh -tt` login shell on a real pseudo-terminal, as a
+    person would keep one open."""
+
+    def __init__(self, server, user):
+        self.status = None
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.environ["TERM"] = "dumb"
+            os.execvp("ssh", server.ssh_args(user, extra=["-tt"]))
+        self.out = Output(self.fd)
+
+    def run(self, command, timeout=60):
+        """Type a command; its output, framed by markers so that the echo
+        of the typed line does not count."""
+        tag = f"{time.monotonic_ns() % 1000000:06d}"
+        start = len(self.out.text())
+        os.write(self.fd, f"echo B-{tag}-; {command}; echo E-{tag}-\n"
+                 .encode())
+        m = self.out.expect(rf"B-{tag}-\r*\n(.*?)E-{tag}-", timeout, start)
+        return m.group(1).replace("\r", "")
+
+    def wait(self, timeout):
+        """The ssh client's exit status, once it exits within timeout."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, st = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(st)
+            elif time.monotonic() > deadline:
+                raise AssertionError(f"ssh -tt still running after "
+                                     f"{timeout}s:\n{self.out.text()[-1500:]}")
+            else:
+                time.sleep(0.05)
+        return self.status
+
+    def close(self):
+        if self.status is None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.status = -signal.SIGKILL
+        try:
+            os.close(self.fd)
+        except OSError:
             pass

@@ -36,7 +36,8 @@ static const char full[] =
 	"max_vms = 100000\n"
 	"detach_timeout = 0\n"
 	"reap_timeout = 31536000\n"
-	"user = clone-vm\n";
+	"user = clone-vm\n"
+	"root = yes\n";
 
 static void check_full(const struct cfg *cfg)
 {
@@ -59,6 +60,7 @@ static void check_full(const struct cfg *cfg)
 	assert_int_equal(cfg->vm.detach_timeout, 0);
 	assert_int_equal(cfg->vm.reap_timeout, 31536000);
 	assert_string_equal(cfg->vm.user, "clone-vm");
+	assert_true(cfg->vm.root);
 }
 
 static void check_zeroed(const struct cfg *cfg)
@@ -128,6 +130,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.vm.max_vms, 100);
 	assert_int_equal(cfg.vm.detach_timeout, 300);
 	assert_int_equal(cfg.vm.reap_timeout, 86400);
+	assert_false(cfg.vm.root);
 	cfg_free(&cfg);
 	check_zeroed(&cfg);
 }
@@ -312,6 +315,14 @@ static void test_booleans(void **state)
 		load_ok(&cfg, text);
 		assert_false(cfg.server.open_signup);
 		cfg_free(&cfg);
+		snprintf(text, sizeof(text), "[vm]\nroot = %s\n", yes[i]);
+		load_ok(&cfg, text);
+		assert_true(cfg.vm.root);
+		cfg_free(&cfg);
+		snprintf(text, sizeof(text), "[vm]\nroot = %s\n", no[i]);
+		load_ok(&cfg, text);
+		assert_false(cfg.vm.root);
+		cfg_free(&cfg);
 	}
 }
 
@@ -417,6 +428,10 @@ static void test_bad_bool(void **state)
 		     "not a boolean");
 	expect_error("[template]\nserial = 2\n", -EINVAL, NAME ":2: ",
 		     "not a boolean");
+	expect_error("[vm]\nroot = sometimes\n", -EINVAL, NAME ":2: ",
+		     "root: 'sometimes' is not a boolean");
+	expect_error("[server]\nroot = yes\n", -EINVAL, NAME ":2: ",
+		     "root");
 }
 
 static void test_bad_listen(void **state)
