@@ -722,9 +722,14 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 		if (u->refs > 0)	/* someone came back meanwhile */
 			uvm_want(u);
 		break;
-	case WORKER_EXITED:
-		uvm_lost(u, m.text[0] ? m.text : "ended");
+	case WORKER_EXITED: {
+		char why[200];
+
+		snprintf(why, sizeof(why), "ended (%s)",
+			 m.text[0] ? m.text : "no reason given");
+		uvm_lost(u, why);
 		break;
+	}
 	case WORKER_STATS:
 		u->priv_kib = (long)m.a;
 		break;
@@ -889,8 +894,15 @@ static void chan_try_open(struct chan *c)
 	struct uvm *u = c->conn->vm;
 	struct worker_msg m = { .type = WORKER_SESSION_OPEN };
 
-	if (!c->requested || c->opened || c->done || !u ||
-	    u->state != U_RUNNING)
+	if (!c->requested || c->opened || c->done || !u)
+		return;
+	/* Its VM was lost after this connection authenticated: a new clone,
+	 * as for a new login. */
+	if (u->state == U_FREE && !uvm_want(u)) {
+		chan_send_and_close(c, CAPACITY_MSG, 1);
+		return;
+	}
+	if (u->state != U_RUNNING)
 		return;
 	m.a = c->id;
 	m.spawn.pty = c->pty;

@@ -624,9 +624,8 @@ static void pio(struct vm *vm, struct kvm_run *run)
 					   VM_EXIT_REBOOT : VM_EXIT_RESET,
 				       "guest %s",
 				       vm->power_intent == AGENT_POWER_REBOOT ?
-				       "rebooted" : "reset (no shutdown from "
-				       "the agent: kernel panic or forced "
-				       "reboot)");
+				       "rebooted" : "reset without a shutdown: "
+				       "kernel panic or forced reboot");
 		} else if (in) {
 			memset(data, 0xff, run->io.size);	/* nothing here */
 		}

@@ -12,7 +12,7 @@ from harness import Output
 from sshharness import Server, Shell, children
 
 LOST = "clone: your VM stopped unexpectedly"
-PANIC = ("clone: your VM guest reset (no shutdown from the agent: kernel "
+PANIC = ("clone: your VM ended (guest reset without a shutdown: kernel "
          "panic or forced reboot)")
 
 
@@ -180,7 +180,7 @@ def test_guest_kernel_panic(tmp):
         took = assert_sessions_end(sh, sleeper, PANIC, t0)
         print(f"  alice's sessions ended {took:.2f} s after the trigger")
         wait_gone([(wa, wa_start)], 10)
-        assert "vm alice: guest reset (no shutdown from the agent: " \
+        assert "vm alice: ended (guest reset without a shutdown: " \
             "kernel panic" in s.log.text()
 
         assert bob.run("echo alive-$((6*7))") == "alive-42\n"
@@ -273,4 +273,42 @@ def test_server_killed_keeps_suspended_vms(tmp):
     finally:
         for x in shells:
             x.close()
+        s.close()
+
+
+def test_connection_outlives_its_vm(tmp):
+    """A connection that stays up while its VM is lost (an OpenSSH
+    ControlMaster, as a phone app keeps one) gets a fresh clone for its
+    next session, as a new login would, instead of waiting forever."""
+    s = Server(tmp)
+    sock = os.path.join(tmp, "mux")
+    master = subprocess.Popen(
+        s.ssh_args("alice", extra=["-M", "-S", sock, "-N"]),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            assert time.monotonic() < deadline, "no master connection"
+            time.sleep(0.1)
+
+        def mux(cmd):
+            return subprocess.run(["ssh", "-S", sock, "-o",
+                                   "LogLevel=ERROR", "alice@127.0.0.1",
+                                   cmd], capture_output=True, text=True,
+                                  timeout=60)
+        p = mux("echo mark > /tmp/mark; cat /etc/machine-id")
+        assert p.returncode == 0, (p, s.log.text()[-1500:])
+        w = worker_of(s, "alice")
+        os.kill(w, signal.SIGKILL)
+        s.log.expect(r"vm alice: stopped unexpectedly", 15)
+        p2 = mux("cat /tmp/mark 2>/dev/null || echo fresh; "
+                 "cat /etc/machine-id")
+        assert p2.returncode == 0, (p2, s.log.text()[-1500:])
+        fresh, mid = p2.stdout.split()
+        assert fresh == "fresh" and mid != p.stdout.strip(), p2.stdout
+        assert s.log.text().count("vm alice: cloned") == 2
+    finally:
+        master.kill()
+        master.wait()
         s.close()
