@@ -18,6 +18,25 @@
 #define SANDBOX_ARG(n, cmp, a, b) \
 	{ .arg = (n), .op = (cmp), .datum_a = (a), .datum_b = (b) }
 
+/* Table entries: allowed as is, or with one argument comparison. */
+#define SANDBOX_ALLOW(name, reason) { SCMP_SYS(name), reason, 0, 0, { { 0 } } }
+#define SANDBOX_ALLOW1(name, a0, reason) \
+	{ SCMP_SYS(name), reason, 0, 1, { a0 } }
+/* PROT_EXEC clear in argument n (needs <sys/mman.h>). */
+#define SANDBOX_NO_EXEC(n) SANDBOX_ARG(n, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)
+
+/* What every confined process needs of memory (malloc, thread stacks; never
+ * new executable memory), and of being stopped and continued. */
+#define SANDBOX_MEMORY_RULES \
+	SANDBOX_ALLOW1(mmap, SANDBOX_NO_EXEC(2), "malloc, stacks (no exec)"), \
+	SANDBOX_ALLOW1(mprotect, SANDBOX_NO_EXEC(2), \
+		       "malloc arenas, stack guard pages (no exec)"), \
+	SANDBOX_ALLOW(munmap, "malloc, thread stacks"), \
+	SANDBOX_ALLOW(mremap, "realloc of large blocks"), \
+	SANDBOX_ALLOW(madvise, "malloc and glibc give memory back"), \
+	SANDBOX_ALLOW(brk, "malloc"), \
+	SANDBOX_ALLOW(restart_syscall, "a sleep resumed after SIGSTOP/SIGCONT")
+
 struct sandbox_rule {
 	int nr;			/* SCMP_SYS(name) */
 	const char *why;	/* one line: what needs it */

@@ -13,9 +13,8 @@
 
 #include "sshd/server.h"
 
-#define ALLOW(name, reason) { SCMP_SYS(name), reason, 0, 0, { { 0 } } }
-#define ALLOW1(name, a0, reason) { SCMP_SYS(name), reason, 0, 1, { a0 } }
-#define NO_EXEC(n) SANDBOX_ARG(n, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)
+#define ALLOW SANDBOX_ALLOW
+#define ALLOW1 SANDBOX_ALLOW1
 
 const struct sandbox_rule sshd_frontend_rules[] = {
 	/* Network and the sockets to workers, manager and keys monitor. */
@@ -48,12 +47,7 @@ const struct sandbox_rule sshd_frontend_rules[] = {
 	ALLOW(newfstatat, "glibc's fstat() on recent versions"),
 	ALLOW(lseek, "stdio on the status file"),
 	/* Memory: never executable. */
-	ALLOW1(mmap, NO_EXEC(2), "malloc (no exec)"),
-	ALLOW1(mprotect, NO_EXEC(2), "malloc arenas (no exec)"),
-	ALLOW(munmap, "malloc"),
-	ALLOW(mremap, "realloc of large blocks"),
-	ALLOW(madvise, "malloc returns memory"),
-	ALLOW(brk, "malloc"),
+	SANDBOX_MEMORY_RULES,
 	/* Crypto and time. */
 	ALLOW(getrandom, "key exchange, libsodium, OpenSSL"),
 	ALLOW(clock_gettime, "timeouts when the vDSO cannot answer"),
@@ -69,7 +63,6 @@ const struct sandbox_rule sshd_frontend_rules[] = {
 	ALLOW(rt_sigaction, "SIGTERM handling"),
 	ALLOW(rt_sigprocmask, "glibc blocks signals in places"),
 	ALLOW(rt_sigreturn, "return from the SIGTERM handler"),
-	ALLOW(restart_syscall, "a sleep resumed after SIGSTOP/SIGCONT"),
 	ALLOW(exit_group, "the server ends"),
 	ALLOW(exit, "the server ends (a lone thread)"),
 };

@@ -7,9 +7,8 @@
 
 #include "sshd/server.h"
 
-#define ALLOW(name, reason) { SCMP_SYS(name), reason, 0, 0, { { 0 } } }
-#define ALLOW1(name, a0, reason) { SCMP_SYS(name), reason, 0, 1, { a0 } }
-#define NO_EXEC(n) SANDBOX_ARG(n, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)
+#define ALLOW SANDBOX_ALLOW
+#define ALLOW1 SANDBOX_ALLOW1
 
 const struct sandbox_rule sshd_keys_rules[] = {
 	ALLOW(recvfrom, "requests from the front-end"),
@@ -26,16 +25,10 @@ const struct sandbox_rule sshd_keys_rules[] = {
 	ALLOW(unlink, "sign-up: the temporary file"),
 	ALLOW(fsync, "sign-up: the keys file reaches disk"),
 	ALLOW(getpid, "sign-up: the temporary file's name; log lines"),
-	ALLOW1(mmap, NO_EXEC(2), "malloc (no exec)"),
-	ALLOW1(mprotect, NO_EXEC(2), "malloc arenas (no exec)"),
-	ALLOW(munmap, "malloc"),
-	ALLOW(mremap, "realloc of large blocks"),
-	ALLOW(madvise, "malloc returns memory"),
-	ALLOW(brk, "malloc"),
+	SANDBOX_MEMORY_RULES,
 	ALLOW(futex, "OpenSSL's locks (key parsing)"),
 	ALLOW(getrandom, "OpenSSL may seed itself when parsing a key"),
 	ALLOW(clock_gettime, "timestamps when the vDSO cannot answer"),
-	ALLOW(restart_syscall, "a sleep resumed after SIGSTOP/SIGCONT"),
 	ALLOW(exit_group, "the front-end is gone"),
 };
 

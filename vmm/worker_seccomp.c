@@ -15,11 +15,10 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
-#define ALLOW(name, reason) { SCMP_SYS(name), reason, 0, 0, { { 0 } } }
-#define ALLOW1(name, a0, reason) { SCMP_SYS(name), reason, 0, 1, { a0 } }
+#define ALLOW SANDBOX_ALLOW
+#define ALLOW1 SANDBOX_ALLOW1
 #define IOCTL(req, reason) \
 	ALLOW1(ioctl, SANDBOX_ARG(1, SCMP_CMP_EQ, req, 0), reason)
-#define NO_EXEC(n) SANDBOX_ARG(n, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)
 
 const struct sandbox_rule vmm_worker_rules[] = {
 	/* I/O */
@@ -53,13 +52,9 @@ const struct sandbox_rule vmm_worker_rules[] = {
 	ALLOW(renameat, "glibc's rename() may use renameat"),
 	ALLOW(unlink, "suspend failed: remove the temporary file"),
 	ALLOW(unlinkat, "glibc's unlink() may use unlinkat"),
-	/* Memory: never executable. */
-	ALLOW1(mmap, NO_EXEC(2), "malloc, thread stacks, resume: RAM (no exec)"),
-	ALLOW1(mprotect, NO_EXEC(2), "thread stack guard pages (no exec)"),
-	ALLOW(munmap, "malloc, thread stacks"),
-	ALLOW(mremap, "realloc of large blocks"),
-	ALLOW(madvise, "glibc returns thread stacks; free page reporting"),
-	ALLOW(brk, "malloc"),
+	/* Memory, never executable; also mmap of a resumed VM's RAM, and
+	 * madvise dropping guest pages the balloon reports free. */
+	SANDBOX_MEMORY_RULES,
 	/* KVM: running the vCPU, interrupts, save and restore. */
 	IOCTL(KVM_RUN, "run the vCPU"),
 	IOCTL(KVM_IRQ_LINE, "virtio-console and UART interrupts"),
@@ -113,7 +108,6 @@ const struct sandbox_rule vmm_worker_rules[] = {
 	ALLOW(clock_nanosleep, "usleep() while a thread starts or stops"),
 	ALLOW(nanosleep, "usleep() on older glibc"),
 	ALLOW(sched_yield, "glibc spin locks"),
-	ALLOW(restart_syscall, "a sleep resumed after SIGSTOP/SIGCONT"),
 	ALLOW(exit, "a thread ends"),
 	ALLOW(exit_group, "the worker ends"),
 };
