@@ -11,7 +11,7 @@ import termios
 import time
 
 from harness import Output, Skip
-from sshharness import Server, keygen
+from sshharness import Server, children, keygen
 
 
 def test_exec_output_status_stdin(tmp):
@@ -141,19 +141,6 @@ def test_refusals_clone_nothing(tmp):
         assert (st, out) == (0, "in\n")
     finally:
         s.close()
-
-
-def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
 
 
 def cpu_ticks(pid):
