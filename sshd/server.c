@@ -748,6 +748,10 @@ static void chan_free(struct chan *c)
 			ev_del(c->err_fd);
 		close(c->err_fd);
 	}
+	/* libssh keeps the channel until the client's CLOSE, which may come
+	 * after this (tick frees a channel once we have closed it): it must
+	 * not call back into c then. */
+	ssh_remove_channel_callbacks(c->ch, &c->cb);
 	free(c->cmd);
 	free(c->pending);
 	free(c);
@@ -1358,8 +1362,14 @@ static void tick(void)
 			    ssh_channel_window_size(c->ch) > 0)
 				output_pause(c, false);
 			if (c && c->done && !ssh_channel_is_open(c->ch)) {
+				ssh_channel ch = c->ch;
+
 				chan_free(c);
 				k->chans[j] = NULL;
+				/* the session's own copy, freed now or when the
+				 * client's CLOSE arrives (ssh_free frees those
+				 * of a connection that ends) */
+				ssh_channel_free(ch);
 			}
 		}
 		if (k->dead || (st & (SSH_CLOSED | SSH_CLOSED_ERROR)) ||
