@@ -1,39 +1,24 @@
 """Issue 5, pre-auth safety: a client that breaks the protocol before it has
 authenticated is disconnected and no VM is cloned for it; failed logins
-leave nothing behind in the server.
-
-The hostile clients are scripted with paramiko's low-level Transport: it
-does the key exchange, then the test sends raw messages (Transport.
-_send_message, the one call paramiko itself sends everything through) and
-records, by type, every message the server sends back, keeping them from
-paramiko's own handlers. Debian's python3-paramiko (`make deps`); `make
-check` runs these tests with /usr/bin/python3, which sees it."""
+leave nothing behind in the server. The hostile clients are scripted with
+paramiko's low-level Transport (rawssh.py)."""
 import concurrent.futures
 import os
 import random
 import re
 import socket
-import sys
 import time
 
-from harness import Skip
+from rawssh import (MSG_DISCONNECT, MSG_SERVICE_REQUEST, MSG_USERAUTH_SUCCESS,
+                    RawClient, channel_open, channel_request, load_key, msg,
+                    need_paramiko, paramiko)
 from sshharness import Server, keygen
-
-try:
-    import paramiko
-    from paramiko.message import Message
-except ImportError:
-    paramiko = None
 
 # Long enough that no disconnect below is the login grace timer's doing;
 # every wait for a disconnect is shorter than this.
 GRACE = 60
 DROP_TIMEOUT = 15
 
-MSG_DISCONNECT, MSG_IGNORE = 1, 2
-MSG_SERVICE_REQUEST = 5
-MSG_USERAUTH_SUCCESS = 52
-MSG_CHANNEL_OPEN, MSG_CHANNEL_REQUEST = 90, 98
 # What a server may send a client that has not authenticated: anything
 # else (USERAUTH_SUCCESS, PK_OK, any channel message) is progress.
 PREAUTH_REPLIES = {
@@ -48,83 +33,17 @@ PREAUTH_REPLIES = {
 }
 
 
-def need_paramiko():
-    if paramiko is None:
-        raise Skip(f"{sys.executable} has no paramiko: install "
-                   "python3-paramiko (make deps) and run the tests with "
-                   "/usr/bin/python3, as make check does")
-
-
-def msg(ptype, *fields):
-    """An SSH message: str and bytes fields as strings, bool as boolean,
-    int as uint32."""
-    m = Message()
-    m.add_byte(bytes([ptype]))
-    for f in fields:
-        if isinstance(f, bool):
-            m.add_boolean(f)
-        elif isinstance(f, int):
-            m.add_int(f)
-        else:
-            m.add_string(f)
-    return m
-
-
-def channel_open(chan):
-    return msg(MSG_CHANNEL_OPEN, "session", chan, 2 ** 21, 32768)
-
-
-def channel_request(chan, kind):
-    extra = {"exec": ["echo pwned"], "shell": [],
-             "pty-req": ["xterm", 80, 24, 0, 0, b"\x00"]}[kind]
-    return msg(MSG_CHANNEL_REQUEST, chan, kind, True, *extra)
-
-
-class RawClient:
-    """A connection that has done the key exchange (paramiko's Transport)
-    and from then on sends only what the test gives it."""
-
-    def __init__(self, port):
-        need_paramiko()
-        self.got = []
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.t = paramiko.Transport(self.sock)
-        self.t.start_client(timeout=60)
-        read = self.t.packetizer.read_message
-
-        def record():
-            ptype, m = read()
-            self.got.append(ptype)
-            if ptype == MSG_DISCONNECT:
-                return ptype, m     # paramiko closes the transport
-            return MSG_IGNORE, Message(b"")
-
-        self.t.packetizer.read_message = record
-
-    def send(self, m):
-        """Send m; False if the server has dropped us already."""
-        if not self.t.is_active():
-            return False
-        try:
-            self.t._send_message(m)
-        except (EOFError, OSError, paramiko.SSHException):
-            return False
-        return True
-
-    def expect_dropped(self, what):
-        """The server closes the connection within DROP_TIMEOUT, having
-        sent nothing an unauthenticated client may not see."""
-        deadline = time.monotonic() + DROP_TIMEOUT
-        while self.t.is_active() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        active, got = self.t.is_active(), list(self.got)
-        why = self.t.saved_exception
-        self.t.close()
-        assert not active, f"{what}: still connected after " \
-            f"{DROP_TIMEOUT}s (got message types {got})"
-        assert set(got) <= PREAUTH_REPLIES, f"{what}: server sent {got}"
-        assert MSG_DISCONNECT in got or isinstance(why, (EOFError, OSError)), \
-            f"{what}: the client gave up ({why!r}), not the server"
+def expect_dropped(c, what):
+    """The server closes c's connection within DROP_TIMEOUT, having sent
+    nothing an unauthenticated client may not see."""
+    closed, why = c.wait_closed(DROP_TIMEOUT)
+    got = c.types()
+    c.close()
+    assert closed, f"{what}: still connected after {DROP_TIMEOUT}s " \
+        f"(got message types {got})"
+    assert set(got) <= PREAUTH_REPLIES, f"{what}: server sent {got}"
+    assert MSG_DISCONNECT in got or isinstance(why, (EOFError, OSError)), \
+        f"{what}: the client gave up ({why!r}), not the server"
 
 
 def settle_fds(s, want=None, timeout=DROP_TIMEOUT):
@@ -172,7 +91,7 @@ def test_client_claims_auth_success(tmp):
             time.sleep(0.3)
             c.send(channel_open(0))
             c.send(channel_request(0, "exec"))
-            c.expect_dropped(what)
+            expect_dropped(c, what)
         assert_nothing_started(s, fds0)
     finally:
         s.close()
@@ -195,14 +114,14 @@ def test_channels_before_auth(tmp):
                 time.sleep(0.3)
             assert c.send(channel_open(0)), what
             c.send(channel_request(0, "exec"))
-            c.expect_dropped(what)
+            expect_dropped(c, what)
         for kind in ("exec", "shell", "pty-req"):
             what = f"CHANNEL_REQUEST {kind} for an unopened channel"
             c = RawClient(s.port)
             c.send(msg(MSG_SERVICE_REQUEST, "ssh-userauth"))
             time.sleep(0.3)
             assert c.send(channel_request(0, kind)), what
-            c.expect_dropped(what)
+            expect_dropped(c, what)
         assert_nothing_started(s, fds0)
     finally:
         s.close()
@@ -289,9 +208,8 @@ def test_failed_logins_keep_memory_flat(tmp):
         with open(s.key + ".pub") as f, \
                 open(os.path.join(s.users, "alice"), "w") as g:
             g.write(f.read())
-        good = paramiko.Ed25519Key.from_private_key_file(s.key)
-        wrong = paramiko.Ed25519Key.from_private_key_file(
-            keygen(os.path.join(tmp, "wrong")))
+        good = load_key(s.key)
+        wrong = load_key(keygen(os.path.join(tmp, "wrong")))
         cases = [("alice", wrong), ("nobody{}", good), ("Bad.Name{}", good)]
         fds_start = settle_fds(s)
         pool = concurrent.futures.ThreadPoolExecutor(16)
