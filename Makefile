@@ -74,6 +74,7 @@ bench: all guest
 	@$(PYTHON) tests/bench/boot.py $(BENCH_ARGS)
 	@$(PYTHON) tests/bench/clone.py $(BENCH_ARGS)
 	@$(PYTHON) tests/bench/ssh.py $(BENCH_ARGS)
+	@$(PYTHON) tests/bench/load.py $(BENCH_ARGS)
 
 # Everything a fresh Debian machine needs, then a development server on
 # 127.0.0.1:2222 (open sign-up: the first key used for a name claims it).
