@@ -10,7 +10,7 @@ libsodium-dev libinih-dev libssh-dev libseccomp-dev libcmocka-dev
 linux-libc-dev
 linux-source-6.1 busybox-static flex bison bc libelf-dev libssl-dev
 cpio xz-utils patch
-python3 openssh-client putty-tools dropbear-bin util-linux procps
+python3 python3-paramiko openssh-client putty-tools dropbear-bin util-linux procps
 qemu-system-x86 openssh-server gdb passwd
 "
 

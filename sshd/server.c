@@ -87,8 +87,9 @@ struct conn {
 	ssh_session s;
 	struct ssh_server_callbacks_struct cb;
 	char user[33];
-	bool authed, capacity, dead, in_event;
+	bool authed, capacity, dead;
 	unsigned fails;
+	ssh_event ev;		/* this connection's alone (see ev_poll) */
 	time_t t0;
 	struct uvm *vm;
 	struct chan *chans[MAX_CHANNELS];
@@ -97,7 +98,6 @@ struct conn {
 static struct {
 	struct cfg *cfg;
 	ssh_bind bind;
-	ssh_event ev;
 	int mgr;		/* manager socket */
 	pid_t mgr_pid;
 	int keys;		/* keys monitor socket */
@@ -112,33 +112,30 @@ static struct {
 	bool stopping;
 } S;
 
-/* ---- the event loop's fds ---------------------------------------------- */
+/* ---- the event loop ---------------------------------------------------- */
 
-/* libssh's poll loop (ssh_poll_ctx_dopoll) goes on using the handle and the
- * slot of the callback it is in after that returns, and taking a handle out
- * moves another into its slot. So an fd taken out from inside a callback
- * (ours, or libssh's session callbacks, which call ours) means a write to
- * freed memory or another fd's events lost. ev_del() therefore only
- * forgets the fd; ev_flush(), after ssh_event_dopoll(), takes it out.
- * Every fd's events go through ev_call(), which looks the fd up: a
- * forgotten fd's callback is not called. */
+/* One poll() of our own, over the fds ev_add() watches and every
+ * connection's socket; each connection has an ssh_event of its own, run
+ * when its socket is ready. libssh polls a session's event again from
+ * inside its own calls (a write that cannot go out at once waits in
+ * ssh_blocking_flush), and with every session and fd in one event those
+ * nested polls ran other sessions' callbacks and ours; a client's EOF seen
+ * in one makes libssh close that socket and free its poll handle, under
+ * the poll loops around it (ssh_poll_ctx_dopoll keeps a count of handles
+ * and the slot it is in): SIGSEGV there, or a connection never polled
+ * again, with 200 logins at once. Now a nested poll sees one session's
+ * socket only, and only ev_poll() calls ev_add()'s callbacks, so
+ * ev_del() takes effect at once. */
 #define EV_MAX_FD 65536
 
 static struct {
 	ssh_event_callback cb;	/* NULL: not watched */
 	void *ud;
 	short events;
-	bool pending;		/* in ev_pending[], to be taken out */
+	unsigned gen;		/* bumped by ev_add(): a poll of the fd's
+				 * previous owner is not passed on */
 } ev_w[EV_MAX_FD];
-static int ev_pending[EV_MAX_FD], ev_npending;
-
-static int ev_call(socket_t fd, int revents, void *unused)
-{
-	(void)unused;
-	if (fd >= 0 && fd < EV_MAX_FD && ev_w[fd].cb)
-		ev_w[fd].cb(fd, revents, ev_w[fd].ud);
-	return 0;
-}
+static int ev_top;		/* above the highest fd watched */
 
 static int ev_add(int fd, short events, ssh_event_callback cb, void *ud)
 {
@@ -147,35 +144,74 @@ static int ev_add(int fd, short events, ssh_event_callback cb, void *ud)
 	ev_w[fd].cb = cb;
 	ev_w[fd].ud = ud;
 	ev_w[fd].events = events;
-	if (ev_w[fd].pending)	/* ev_flush() adds it again, as it is now */
-		return 0;
-	return ssh_event_add_fd(S.ev, fd, events, ev_call, NULL) == SSH_OK ?
-		       0 : -ENOMEM;
+	ev_w[fd].gen++;
+	if (fd >= ev_top)
+		ev_top = fd + 1;
+	return 0;
 }
 
 static void ev_del(int fd)
 {
-	if (fd < 0 || fd >= EV_MAX_FD)
-		return;
-	ev_w[fd].cb = NULL;
-	if (!ev_w[fd].pending) {
-		ev_w[fd].pending = true;
-		ev_pending[ev_npending++] = fd;
-	}
+	if (fd >= 0 && fd < EV_MAX_FD)
+		ev_w[fd].cb = NULL;
 }
 
-static void ev_flush(void)
+static void ev_poll(int timeout_ms)
 {
-	for (int i = 0; i < ev_npending; i++) {
-		int fd = ev_pending[i];
+	static struct pollfd *pfd;
+	static struct { int who; unsigned gen; } *slot;	/* who: fd, or
+							 * -1 - conn */
+	static size_t cap;
+	size_t n = 0, want = (size_t)ev_top + MAX_CONNS;
 
-		ev_w[fd].pending = false;
-		ssh_event_remove_fd(S.ev, fd);
-		if (ev_w[fd].cb)	/* the number was taken again since */
-			ssh_event_add_fd(S.ev, fd, ev_w[fd].events, ev_call,
-					 NULL);
+	if (want > cap) {
+		struct pollfd *p = realloc(pfd, want * sizeof(*pfd));
+		void *q = p ? realloc(slot, want * sizeof(*slot)) : NULL;
+
+		if (p)
+			pfd = p;
+		if (!q) {
+			log_warnx("event loop: out of memory");
+			usleep(100000);
+			return;
+		}
+		slot = q;
+		cap = want;
 	}
-	ev_npending = 0;
+	for (int fd = 0; fd < ev_top; fd++) {
+		if (!ev_w[fd].cb)
+			continue;
+		pfd[n] = (struct pollfd){ .fd = fd, .events = ev_w[fd].events };
+		slot[n].who = fd;
+		slot[n++].gen = ev_w[fd].gen;
+	}
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *k = S.conns[i];
+		socket_t fd;
+
+		if (!k || (fd = ssh_get_fd(k->s)) == SSH_INVALID_SOCKET)
+			continue;
+		pfd[n] = (struct pollfd){ .fd = fd, .events = POLLIN };
+		if (ssh_get_status(k->s) & SSH_WRITE_PENDING)
+			pfd[n].events |= POLLOUT;
+		slot[n++].who = -1 - i;
+	}
+	if (poll(pfd, n, timeout_ms) <= 0)
+		return;
+	for (size_t j = 0; j < n; j++) {
+		int who = slot[j].who;
+
+		if (!pfd[j].revents)
+			continue;
+		if (who >= 0) {
+			if (ev_w[who].cb && ev_w[who].gen == slot[j].gen)
+				ev_w[who].cb(who, pfd[j].revents,
+					     ev_w[who].ud);
+		} else if (S.conns[-1 - who]) {
+			/* connections are freed by tick() only */
+			ssh_event_dopoll(S.conns[-1 - who]->ev, 0);
+		}
+	}
 }
 
 /* ---- the manager process ----------------------------------------------- */
@@ -1266,8 +1302,10 @@ static void conn_free(int i)
 		k->vm->detached = time(NULL);
 		log_info("vm %s: detached", k->vm->user);
 	}
-	if (k->in_event)
-		ssh_event_remove_session(S.ev, k->s);
+	if (k->ev) {
+		ssh_event_remove_session(k->ev, k->s);
+		ssh_event_free(k->ev);
+	}
 	ssh_disconnect(k->s);
 	ssh_free(k->s);
 	free(k);
@@ -1319,9 +1357,14 @@ static int accept_event(socket_t fd, int revents, void *userdata)
 		free(k);
 		return 0;
 	}
+	k->ev = ssh_event_new();
+	if (!k->ev || ssh_event_add_session(k->ev, k->s) != SSH_OK) {
+		ssh_event_free(k->ev);
+		ssh_free(k->s);
+		free(k);
+		return 0;
+	}
 	S.conns[slot] = k;
-	ssh_event_add_session(S.ev, k->s);
-	k->in_event = true;
 	log_info("connection %d accepted", slot);
 	return 0;
 }
@@ -1387,8 +1430,14 @@ static void tick(void)
 			    ssh_channel_window_size(c->ch) > 0)
 				output_pause(c, false);
 			if (c && c->done && !ssh_channel_is_open(c->ch)) {
+				ssh_channel ch = c->ch;
+
 				chan_free(c);
 				k->chans[j] = NULL;
+				/* the session's own copy, freed now or when the
+				 * client's CLOSE arrives (ssh_free frees those
+				 * of a connection that ends) */
+				ssh_channel_free(ch);
 			}
 		}
 		if (k->dead || (st & (SSH_CLOSED | SSH_CLOSED_ERROR)) ||
@@ -1608,7 +1657,6 @@ int sshd_serve(struct cfg *cfg)
 		fatalx("listen on %s:%d: %s", cfg->server.listen_host, port,
 		       ssh_get_error(S.bind));
 	ssh_bind_set_blocking(S.bind, 0);
-	S.ev = ssh_event_new();
 	ev_add(ssh_bind_get_fd(S.bind), POLLIN, accept_event,
 			 NULL);
 	ev_add(S.mgr, POLLIN, manager_event, NULL);
@@ -1622,8 +1670,7 @@ int sshd_serve(struct cfg *cfg)
 	for (;;) {
 		time_t now;
 
-		ssh_event_dopoll(S.ev, 200);
-		ev_flush();
+		ev_poll(200);
 		now = time(NULL);
 		if (S.stop && !S.stopping) {
 			log_info("stopping: no new connections; suspending "
@@ -1638,7 +1685,6 @@ int sshd_serve(struct cfg *cfg)
 		}
 		if (now != last) {
 			tick();
-			ev_flush();
 			last = now;
 		}
 		if (S.stopping && ((active_vms() == 0 || busy_vms() == 0) &&
@@ -1651,7 +1697,6 @@ int sshd_serve(struct cfg *cfg)
 			break;
 		}
 	}
-	ssh_event_free(S.ev);
 	ssh_bind_free(S.bind);
 	if (S.mgr >= 0)
 		close(S.mgr);

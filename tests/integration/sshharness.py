@@ -32,6 +32,20 @@ def free_port():
     return port
 
 
+def children(pid):
+    """The pids whose parent is pid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
 def keygen(path, kind="ed25519"):
     subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", path],
                    check=True)
@@ -43,7 +57,8 @@ class Server:
     template directory shared with the other tests, so nothing boots)."""
 
     def __init__(self, tmp, open_signup=True, detach=300, reap=86400,
-                 max_vms=100, root=False, start=True):
+                 max_vms=100, root=False, start=True, max_auth_tries=3,
+                 grace=10):
         need_kvm()
         self.tmp = tmp
         self.port = free_port()
@@ -61,8 +76,8 @@ listen = 127.0.0.1:{self.port}
 state_dir = {self.state}
 authorized_keys = {self.users}/%u
 open_signup = {'yes' if open_signup else 'no'}
-max_auth_tries = 3
-login_grace_time = 10
+max_auth_tries = {max_auth_tries}
+login_grace_time = {grace}
 [template]
 kernel = {KERNEL}
 initrd = {INITRD}
@@ -147,6 +162,21 @@ root = {'yes' if root else 'no'}
                            input=pub.stdout, capture_output=True, text=True,
                            check=True)
         return re.search(r"SHA256:\S+", p.stdout).group(0)
+
+    def rss_kib(self):
+        """The serve process's resident memory (VmRSS), KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M)[1])
+
+    def fds(self):
+        """How many file descriptors the serve process holds."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def workers(self):
+        """The VM worker processes: the manager's children (the manager is
+        serve's only child; it forks a worker only when a VM is asked
+        for)."""
+        return [w for m in children(self.proc.pid) for w in children(m)]
 
     def close(self):
         try:
