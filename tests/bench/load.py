@@ -116,7 +116,7 @@ def main():
         else:
             second = ("Run with `--rounds 2` to see a second round end "
                       "where the first left it (tests/integration/"
-                      "test_load.py does that with 20 VMs): only growth "
+                      "test_load.py does that with 10 VMs): only growth "
                       "there would show a leak.")
         second = textwrap.fill(second, 76)
         table = "\n".join(rows)
