@@ -1468,9 +1468,17 @@ static void tick(void)
 	}
 	for (int i = 0; i < MAX_USERS; i++) {
 		struct worker_msg m = { .type = WORKER_STAT };
+		struct uvm *u = S.users[i];
 
-		if (S.users[i] && S.users[i]->state == U_RUNNING)
-			worker_send(&S.users[i]->w, &m);
+		if (u && u->state == U_RUNNING)
+			worker_send(&u->w, &m);
+		/* No VM and nobody logged in: the record goes, or every name
+		 * that ever logged in (or was refused at capacity) would hold
+		 * a slot until MAX_USERS locks everyone out. */
+		if (u && u->state == U_FREE && u->refs == 0) {
+			free(u);
+			S.users[i] = NULL;
+		}
 	}
 	write_status();
 }
