@@ -318,7 +318,8 @@ static int confine(const struct worker_jail *jail, char *err, size_t len)
 			 (unsigned)jail->uid, strerror(-r));
 		return -1;
 	}
-	sandbox_no_dumps();
+	sandbox_no_dumps();	/* again: a uid change resets dumpability
+				 * to fs.suid_dumpable */
 	r = sandbox_install(vmm_worker_rules, vmm_worker_nrules);
 	if (r < 0) {
 		snprintf(err, len, "seccomp: %s", strerror(-r));

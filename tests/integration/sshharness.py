@@ -32,20 +32,6 @@ def free_port():
     return port
 
 
-def children(pid):
-    """The pids whose parent is pid."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
 def keygen(path, kind="ed25519"):
     subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", path],
                    check=True)

@@ -72,6 +72,16 @@ def assert_nothing_started(s, fds0):
     assert fds == fds0, f"serve holds {fds} fds, {fds0} before"
 
 
+def client(s, service_first):
+    """A scripted client past the key exchange, having asked for the
+    ssh-userauth service first or not."""
+    c = RawClient(s.port)
+    if service_first:
+        c.send(msg(MSG_SERVICE_REQUEST, "ssh-userauth"))
+        time.sleep(0.3)
+    return c
+
+
 def test_client_claims_auth_success(tmp):
     """A client that sends USERAUTH_SUCCESS itself (right after the key
     exchange, or after asking for the ssh-userauth service), then opens a
@@ -83,10 +93,7 @@ def test_client_claims_auth_success(tmp):
         for service_first in (False, True):
             what = "USERAUTH_SUCCESS" + (" after the service request"
                                          if service_first else "")
-            c = RawClient(s.port)
-            if service_first:
-                c.send(msg(MSG_SERVICE_REQUEST, "ssh-userauth"))
-                time.sleep(0.3)
+            c = client(s, service_first)
             assert c.send(msg(MSG_USERAUTH_SUCCESS)), what
             time.sleep(0.3)
             c.send(channel_open(0))
@@ -108,18 +115,13 @@ def test_channels_before_auth(tmp):
         for service_first in (False, True):
             what = "CHANNEL_OPEN" + (" after the service request"
                                      if service_first else "")
-            c = RawClient(s.port)
-            if service_first:
-                c.send(msg(MSG_SERVICE_REQUEST, "ssh-userauth"))
-                time.sleep(0.3)
+            c = client(s, service_first)
             assert c.send(channel_open(0)), what
             c.send(channel_request(0, "exec"))
             expect_dropped(c, what)
         for kind in ("exec", "shell", "pty-req"):
             what = f"CHANNEL_REQUEST {kind} for an unopened channel"
-            c = RawClient(s.port)
-            c.send(msg(MSG_SERVICE_REQUEST, "ssh-userauth"))
-            time.sleep(0.3)
+            c = client(s, service_first=True)
             assert c.send(channel_request(0, kind)), what
             expect_dropped(c, what)
         assert_nothing_started(s, fds0)

@@ -11,7 +11,7 @@ import termios
 import time
 
 from harness import Output, Skip
-from sshharness import Server, children, keygen
+from sshharness import Server, keygen
 
 
 def test_exec_output_status_stdin(tmp):
@@ -156,7 +156,7 @@ def test_idle_vm_after_sessions_costs_no_cpu(tmp):
     try:
         for _ in range(2):
             assert s.ssh("alice", "echo hi", stdin=b"x")[1] == "hi\n"
-        workers = [w for m in children(s.proc.pid) for w in children(m)]
+        workers = s.workers()
         assert workers, "no VM worker found"
         time.sleep(2)
         before = sum(cpu_ticks(w) for w in workers)
