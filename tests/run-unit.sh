@@ -6,7 +6,7 @@ failed=0
 for t in "$@"; do
 	out=$("$t" 2>&1)
 	rc=$?
-	printf '%s\n' "$out" | grep -E '^\[  (FAILED|ERROR|SKIPPED)|^\[  PASSED  \]' | sed "s|^|$(basename "$t"): |"
+	printf '%s\n' "$out" | grep -E '^\[  (FAILED|ERROR|SKIPPED)|^\[  PASSED  \]|^SKIP ' | sed "s|^|$(basename "$t"): |"
 	p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n1)
 	f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n1)
 	passed=$((passed + ${p:-0}))
