@@ -530,6 +530,21 @@ static bool valid_user_name(const char *s)
 	return true;
 }
 
+/* Absolute, and naming the user: a "%u" not escaped as "%%". */
+static bool keys_pattern_ok(const char *s)
+{
+	if (s[0] != '/')
+		return false;
+	for (; *s; s++)
+		if (s[0] == '%') {
+			if (s[1] == 'u')
+				return true;
+			if (s[1] == '%')
+				s++;
+		}
+	return false;
+}
+
 /* Defaults that depend on other keys, then checks across keys. */
 static void finish(struct parser *p)
 {
@@ -546,6 +561,12 @@ static void finish(struct parser *p)
 		free(cfg->server.host_key);
 		cfg->server.host_key = hk;
 	}
+	/* One file for every user would let any key in it open any user's
+	 * VM; "%%u" is an escaped '%', not the user. */
+	if (!keys_pattern_ok(cfg->server.authorized_keys))
+		fail(p, p->seen[K_AUTHORIZED_KEYS], -EINVAL,
+		     "authorized_keys: must be an absolute path containing "
+		     "%%u (the user's name), e.g. /etc/clone/users/%%u");
 	if (!valid_user_name(cfg->vm.user))
 		fail(p, p->seen[K_USER], -EINVAL,
 		     "user: not a user name (letters, digits, '_', '-'; "

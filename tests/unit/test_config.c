@@ -489,6 +489,29 @@ static void test_empty_value(void **state)
 	cfg_free(&cfg);
 }
 
+/* A keys file shared by every user would let any key in it open any
+ * user's VM: the pattern must name the user. */
+static void test_keys_pattern(void **state)
+{
+	static const char *const bad[] = {
+		"/etc/clone/authorized_keys", "/etc/clone/%%u", "users/%u",
+		"/etc/clone/%d", "/etc/clone/%",
+	};
+	struct cfg cfg;
+	char text[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "[server]\n\nauthorized_keys = %s\n", bad[i]);
+		expect_error(text, -EINVAL, NAME ":3: authorized_keys: ",
+			     "must be an absolute path containing %u");
+	}
+	load_ok(&cfg, "[server]\nauthorized_keys = /k/%%/%u.keys\n");
+	assert_string_equal(cfg.server.authorized_keys, "/k/%%/%u.keys");
+	cfg_free(&cfg);
+}
+
 static void test_syntax_error(void **state)
 {
 	(void)state;
@@ -613,6 +636,7 @@ int main(void)
 		cmocka_unit_test(test_bad_bool),
 		cmocka_unit_test(test_bad_listen),
 		cmocka_unit_test(test_empty_value),
+		cmocka_unit_test(test_keys_pattern),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_duplicate),
