@@ -17,12 +17,24 @@ bool sshd_key_type_ok(const char *name);
 bool sshd_authkeys_match(const char *text, size_t len, const char *name,
 			 const ssh_key key);
 
-/* The same for a file. -ENOENT if it does not exist, 1 match, 0 none. */
-int sshd_authkeys_file_match(const char *path, const ssh_key key);
+/* The same for user's keys file at path (absolute), checked on the way as
+ * OpenSSH's StrictModes does: no symbolic link anywhere on the path, every
+ * directory and the file owned by root or by the host account named user
+ * (if there is one) and writable by nobody else (a root-owned sticky
+ * directory such as /tmp excepted), the file a regular one of at most
+ * 1 MiB, opened without blocking. 1 match, 0 none, -ENOENT no such file,
+ * -EPERM refused (logged), other -errno. */
+int sshd_authkeys_file_match(const char *path, const char *user,
+			     const ssh_key key);
 
-/* Write path atomically (temporary file, fsync, rename; 0600) holding key
- * as one line, creating its directory. 0 or -errno. */
+/* Write path (absolute) holding key as one line, 0600, atomically: it
+ * appears whole or not at all, and never replaces an existing file.
+ * Missing directories are made (0755); an existing one that is a symbolic
+ * link, or writable by others, is refused. 0 or -errno. */
 int sshd_authkeys_write(const char *path, const ssh_key key);
+
+/* The uid of the account named user in the text of /etc/passwd, or -1. */
+long sshd_passwd_uid(const char *text, size_t len, const char *user);
 
 /* ^[a-z_][a-z0-9_-]{0,31}$ */
 bool sshd_valid_user(const char *name);

@@ -1,4 +1,4 @@
-/* The keys monitor's seccomp allow-list (keys_main() in server.c). It stays
+/* The keys monitor's seccomp allow-list (keys_monitor.c). It stays
  * root, to read authorized_keys files wherever they are, and takes requests
  * from the front-end, which a client may have taken over: it may read and
  * write files, and nothing else. */
@@ -15,15 +15,15 @@ const struct sandbox_rule sshd_keys_rules[] = {
 	ALLOW(sendto, "answers to the front-end"),
 	ALLOW(read, "authorized_keys files"),
 	ALLOW(write, "a signed-up user's keys file; log lines"),
-	ALLOW(openat, "authorized_keys files; a new one's temporary file"),
+	ALLOW(openat, "keys files and each directory on their path; "
+		      "/etc/passwd; a new one's temporary file"),
 	ALLOW(close, "files done with"),
-	ALLOW(fstat, "a keys file's size"),
+	ALLOW(fstat, "a keys file's and its directories' owner and mode"),
 	ALLOW(newfstatat, "glibc's fstat() on recent versions"),
-	ALLOW(lseek, "stdio reading a keys file"),
-	ALLOW(mkdir, "sign-up: the keys file's directory"),
-	ALLOW(link, "sign-up: the keys file appears whole, or not at all"),
-	ALLOW(unlink, "sign-up: the temporary file"),
-	ALLOW(fsync, "sign-up: the keys file reaches disk"),
+	ALLOW(mkdirat, "sign-up: the keys file's directory"),
+	ALLOW(linkat, "sign-up: the keys file appears whole, or not at all"),
+	ALLOW(unlinkat, "sign-up: the temporary file"),
+	ALLOW(fsync, "sign-up: the keys file and its directory reach disk"),
 	ALLOW(getpid, "sign-up: the temporary file's name; log lines"),
 	SANDBOX_MEMORY_RULES,
 	ALLOW(futex, "OpenSSL's locks (key parsing)"),

@@ -31,6 +31,7 @@
 #include "common/sandbox.h"
 #include "config/config.h"
 #include "sshd/authkeys.h"
+#include "sshd/keys_monitor.h"
 #include "vmm/worker.h"
 
 #define MAX_CONNS 1024
@@ -89,6 +90,8 @@ struct conn {
 	char user[33];
 	bool authed, capacity, dead;
 	unsigned fails;
+	ssh_message auth_msg;	/* waiting for the keys monitor, or NULL */
+	uint32_t auth_op;	/* what it was asked: enum keys_op */
 	ssh_event ev;		/* this connection's alone (see ev_poll) */
 	time_t t0;
 	struct uvm *vm;
@@ -100,7 +103,7 @@ static struct {
 	ssh_bind bind;
 	int mgr;		/* manager socket */
 	pid_t mgr_pid;
-	int keys;		/* keys monitor socket */
+	struct keys_client kc;	/* the keys monitor */
 	struct worker_jail jail;	/* the clone user, suspended/ */
 	int susp_fd;		/* <state_dir>/suspended, opened as root */
 	int run_fd;		/* <state_dir>/run: the status table */
@@ -127,6 +130,18 @@ static struct {
  * socket only, and only ev_poll() calls ev_add()'s callbacks, so
  * ev_del() takes effect at once. */
 #define EV_MAX_FD 65536
+
+static void conn_messages(struct conn *k);
+static void conn_free(int i);
+static void keys_replace(void);
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static struct {
 	ssh_event_callback cb;	/* NULL: not watched */
@@ -191,7 +206,10 @@ static void ev_poll(int timeout_ms)
 
 		if (!k || (fd = ssh_get_fd(k->s)) == SSH_INVALID_SOCKET)
 			continue;
-		pfd[n] = (struct pollfd){ .fd = fd, .events = POLLIN };
+		/* Not read while its auth request waits for the keys
+		 * monitor: what it sends meanwhile waits in the kernel. */
+		pfd[n] = (struct pollfd){ .fd = fd, .events =
+			k->auth_msg || k->dead ? 0 : POLLIN };
 		if (ssh_get_status(k->s) & SSH_WRITE_PENDING)
 			pfd[n].events |= POLLOUT;
 		slot[n++].who = -1 - i;
@@ -210,8 +228,16 @@ static void ev_poll(int timeout_ms)
 		} else if (S.conns[-1 - who]) {
 			/* connections are freed by tick() only */
 			ssh_event_dopoll(S.conns[-1 - who]->ev, 0);
+			conn_messages(S.conns[-1 - who]);
 		}
 	}
+	/* Dropped now, not at the next tick(): a client refused for good
+	 * holds no session state (and no memory) a moment longer. */
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (S.conns[i] && S.conns[i]->dead) {
+			log_info("connection %d closed", i);
+			conn_free(i);
+		}
 }
 
 /* ---- the manager process ----------------------------------------------- */
@@ -327,73 +353,18 @@ static int manager_start(void)
 
 /* ---- the keys monitor -------------------------------------------------- */
 
-/* The front-end runs as the clone user and cannot read authorized_keys
- * files, which may be anywhere (%u) and belong to root. A small process
- * forked before the drop keeps root's view of them and answers one
- * question, as OpenSSH's monitor does: does this key let this user in?
- * It trusts nothing of the request: the name and key are checked again,
- * and it signs a user up only if open_signup is on and the user has no
- * keys file. */
-enum { KEYS_MATCH = 1, KEYS_SIGNUP };
+/* keys_monitor.h: the monitor answers, asynchronously, whether a key lets
+ * a user in. Its answers come here and go on with the login that asked. */
+static void keys_done(void *owner, int r);
 
-struct keys_req {
-	uint32_t op;
-	char user[33];
-	char type[40];
-	char b64[4096];
-};
-
-static int keys_answer(const struct keys_req *q)
+static int keys_event(socket_t fd, int revents, void *userdata)
 {
-	char path[4096];
-	ssh_key key = NULL;
-	int r;
-
-	if (!sshd_valid_user(q->user) || !sshd_key_type_ok(q->type))
-		return -EINVAL;
-	if (sshd_keys_path(S.cfg->server.authorized_keys, q->user, path,
-			   sizeof(path)) < 0)
-		return -ENAMETOOLONG;
-	if (ssh_pki_import_pubkey_base64(q->b64, ssh_key_type_from_name(
-						 q->type), &key) != SSH_OK)
-		return -EINVAL;
-	r = sshd_authkeys_file_match(path, key);
-	if (q->op == KEYS_SIGNUP) {
-		if (r == -ENOENT && S.cfg->server.open_signup)
-			r = sshd_authkeys_write(path, key);
-		else
-			r = r == 1 ? 0 : -EPERM;
-		if (r < 0)
-			log_warnx("signup %s: %s: %s", q->user, path,
-				  strerror(-r));
-	}
-	ssh_key_free(key);
-	return r;
-}
-
-static void keys_main(int sock)
-{
-	struct keys_req q;
-	ssize_t n;
-
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	log_set_tag("clone[keys]");
-	sandbox_no_dumps();
-	if (sandbox_install(sshd_keys_rules, sshd_keys_nrules) < 0)
-		fatalx("keys monitor: seccomp");
-	while ((n = recv(sock, &q, sizeof(q), 0)) > 0) {
-		int32_t r = -EPROTO;
-
-		if (n == (ssize_t)sizeof(q)) {
-			q.user[sizeof(q.user) - 1] = 0;
-			q.type[sizeof(q.type) - 1] = 0;
-			q.b64[sizeof(q.b64) - 1] = 0;
-			r = keys_answer(&q);
-		}
-		if (send(sock, &r, sizeof(r), MSG_NOSIGNAL) != sizeof(r))
-			break;
-	}
-	_exit(0);
+	(void)fd;
+	(void)revents;
+	(void)userdata;
+	if (keys_client_read(&S.kc, keys_done) < 0)
+		keys_replace();
+	return 0;
 }
 
 static int keys_start(void)
@@ -411,42 +382,22 @@ static int keys_start(void)
 		close(S.mgr);
 		close(S.susp_fd);
 		close(S.run_fd);
-		keys_main(sv[1]);
+		keys_monitor_main(sv[1], S.cfg);
 	}
 	close(sv[1]);
-	S.keys = sv[0];
+	keys_client_attach(&S.kc, sv[0], mono_ms());
+	ev_add(S.kc.fd, POLLIN, keys_event, NULL);
 	return 0;
 }
 
-/* Ask the keys monitor. 1 the key is the user's, 0 it is not, -ENOENT no
- * such user; for KEYS_SIGNUP 0 the key now is. Else -errno. */
-static int keys_ask(uint32_t op, const char *user, ssh_key key)
+/* The monitor went away or stopped answering: lookups in flight wait for
+ * a new one. XXX: the front-end cannot fork one itself; the manager will. */
+static void keys_replace(void)
 {
-	struct keys_req q = { .op = op };
-	struct pollfd p = { .fd = S.keys, .events = POLLIN };
-	const char *type = ssh_key_type_to_char(ssh_key_type(key));
-	char *b64 = NULL;
-	int32_t r;
-
-	snprintf(q.user, sizeof(q.user), "%s", user);
-	snprintf(q.type, sizeof(q.type), "%s", type ? type : "");
-	if (ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK)
-		return -EINVAL;
-	if (strlen(b64) >= sizeof(q.b64)) {
-		ssh_string_free_char(b64);
-		return -E2BIG;
-	}
-	snprintf(q.b64, sizeof(q.b64), "%s", b64);
-	ssh_string_free_char(b64);
-	if (send(S.keys, &q, sizeof(q), MSG_NOSIGNAL) != sizeof(q))
-		return -EPIPE;
-	/* One small file read: answered in microseconds, or gone. */
-	if (poll(&p, 1, 5000) != 1 ||
-	    recv(S.keys, &r, sizeof(r), 0) != sizeof(r)) {
-		log_warnx("the keys monitor did not answer");
-		return -EPIPE;
-	}
-	return r;
+	if (S.kc.fd >= 0)
+		ev_del(S.kc.fd);
+	keys_client_close(&S.kc, keys_done);
+	log_warnx("keys monitor: not answering; logins are refused");
 }
 
 /* ---- users' VMs -------------------------------------------------------- */
@@ -1216,73 +1167,213 @@ static void fingerprint(ssh_key key, char *out, size_t len)
 	ssh_clean_pubkey_hash(&hash);
 }
 
-static int auth_denied(struct conn *k)
+/* libssh's message API is its way to answer a request later; its getters
+ * for the key are marked deprecated in favour of the auth callback, which
+ * must answer before it returns, that is before the monitor has. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static ssh_key msg_pubkey(ssh_message m)
 {
-	if (++k->fails >= S.cfg->server.max_auth_tries) {
-		log_info("auth: too many failures for %s; disconnecting",
-			 k->user);
-		k->dead = true;
-	}
-	return SSH_AUTH_DENIED;
+	return ssh_message_auth_pubkey(m);
 }
 
-static int cb_auth_pubkey(ssh_session s, const char *user,
-			  struct ssh_key_struct *key, char state,
-			  void *userdata)
+static int msg_pubkey_state(ssh_message m)
 {
-	struct conn *k = userdata;
-	char fp[128];
-	const char *type = ssh_key_type_to_char(ssh_key_type(key));
-	int r;
+	return (int)ssh_message_auth_publickey_state(m);
+}
+#pragma GCC diagnostic pop
 
-	(void)s;
-	snprintf(k->user, sizeof(k->user), "%s", user);
-	if (!sshd_valid_user(user)) {
-		log_info("auth: invalid user name refused");
-		return auth_denied(k);
+/* A failed attempt: the client hears which methods remain; past
+ * max_auth_tries it is disconnected at once, before another request of
+ * its is read. */
+static void auth_fail(struct conn *k, ssh_message m)
+{
+	ssh_message_reply_default(m);
+	ssh_message_free(m);
+	if (++k->fails >= S.cfg->server.max_auth_tries) {
+		log_info("auth: too many failures for %s; disconnecting",
+			 k->user[0] ? k->user : "?");
+		k->dead = true;
+		ssh_disconnect(k->s);
 	}
-	if (!type || !sshd_key_type_ok(type))
-		return auth_denied(k);
-	r = keys_ask(KEYS_MATCH, user, key);
-	if (r == -ENOENT && !S.cfg->server.open_signup) {
-		if (state == SSH_PUBLICKEY_STATE_VALID)
-			log_info("auth: unknown user %s", user);
-		return auth_denied(k);
-	}
-	if (r == 0 || (r < 0 && r != -ENOENT))
-		return auth_denied(k);
-	if (state == SSH_PUBLICKEY_STATE_NONE)
-		return SSH_AUTH_SUCCESS;	/* this key would do: sign */
-	if (state != SSH_PUBLICKEY_STATE_VALID)
-		return auth_denied(k);
+}
+
+static void auth_success(struct conn *k, ssh_message m)
+{
+	ssh_key key = msg_pubkey(m);
+	const char *type = ssh_key_type_to_char(ssh_key_type(key));
+	char fp[128];
+
 	fingerprint(key, fp, sizeof(fp));
-	if (r == -ENOENT) {
-		if (keys_ask(KEYS_SIGNUP, user, key) < 0)
-			return auth_denied(k);
-		log_info("signup: %s claimed with %s %s", user, type, fp);
-	}
-	log_info("auth: %s accepted with %s %s", user, type, fp);
+	log_info("auth: %s accepted with %s %s", k->user, type, fp);
+	/* From here on libssh calls us for channels (cb_channel_open). */
+	ssh_set_server_callbacks(k->s, &k->cb);
+	ssh_message_auth_reply_success(m, 0);
+	ssh_message_free(m);
 	k->authed = true;
-	k->vm = uvm_find(user, true);
+	k->vm = uvm_find(k->user, true);
 	if (!k->vm) {
 		k->capacity = true;
-		return SSH_AUTH_SUCCESS;
+		return;
 	}
 	k->vm->refs++;
 	/* Start the clone now, while the client sets up its channel. */
 	if (!uvm_want(k->vm)) {
-		log_info("vm %s: refused, host at capacity (%u VMs)", user,
+		log_info("vm %s: refused, host at capacity (%u VMs)", k->user,
 			 active_vms());
 		k->capacity = true;
 		k->vm->refs--;
 		k->vm = NULL;
 	}
-	return SSH_AUTH_SUCCESS;
+}
+
+static void auth_ask(struct conn *k, ssh_message m, uint32_t op)
+{
+	int r = keys_client_ask(&S.kc, op, k->user, msg_pubkey(m), k,
+				mono_ms());
+
+	if (r < 0) {
+		log_warnx("auth: %s: keys lookup: %s", k->user, strerror(-r));
+		auth_fail(k, m);
+		return;
+	}
+	k->auth_msg = m;
+	k->auth_op = op;
+	if (S.kc.fd < 0)
+		keys_replace();
+}
+
+/* The keys monitor's answer for k's pending request (keys_done_fn). */
+static void keys_done(void *owner, int r)
+{
+	struct conn *k = owner;
+	ssh_message m = k->auth_msg;
+	int state = msg_pubkey_state(m);
+	const char *type = ssh_key_type_to_char(ssh_key_type(msg_pubkey(m)));
+	char fp[128];
+
+	k->auth_msg = NULL;
+	if (k->auth_op == KEYS_SIGNUP) {
+		if (r < 0) {
+			auth_fail(k, m);
+		} else {
+			fingerprint(msg_pubkey(m), fp, sizeof(fp));
+			log_info("signup: %s claimed with %s %s", k->user,
+				 type, fp);
+			auth_success(k, m);
+		}
+		goto more;
+	}
+	if (r == -ENOENT && !S.cfg->server.open_signup) {
+		if (state == SSH_PUBLICKEY_STATE_VALID)
+			log_info("auth: unknown user %s", k->user);
+		auth_fail(k, m);
+	} else if (r == 0 || (r < 0 && r != -ENOENT)) {
+		if (r == -ETIMEDOUT || r == -EPIPE)
+			log_warnx("auth: %s refused: the keys monitor %s",
+				  k->user, r == -EPIPE ? "is gone" :
+				  "did not answer in time");
+		auth_fail(k, m);
+	} else if (state == SSH_PUBLICKEY_STATE_NONE) {
+		/* "would this key do?": yes, sign with it */
+		ssh_message_auth_reply_pk_ok_simple(m);
+		ssh_message_free(m);
+	} else if (r == -ENOENT) {
+		auth_ask(k, m, KEYS_SIGNUP);
+		return;
+	} else {
+		auth_success(k, m);
+	}
+more:
+	conn_messages(k);
+}
+
+static void auth_request(struct conn *k, ssh_message m)
+{
+	const char *user = ssh_message_auth_user(m);
+	int method = ssh_message_subtype(m);
+	ssh_key key;
+	const char *type;
+
+	if (!user || !sshd_valid_user(user)) {
+		log_info("auth: invalid user name refused");
+		auth_fail(k, m);
+		return;
+	}
+	/* As OpenSSH: one user name per connection. */
+	if (k->user[0] && strcmp(k->user, user) != 0) {
+		log_info("auth: connection changed its user name from %s; "
+			 "disconnecting", k->user);
+		ssh_message_free(m);
+		k->dead = true;
+		ssh_disconnect(k->s);
+		return;
+	}
+	snprintf(k->user, sizeof(k->user), "%s", user);
+	if (method == SSH_AUTH_METHOD_NONE) {
+		/* what methods are there? (not a failure: OpenSSH's too) */
+		ssh_message_reply_default(m);
+		ssh_message_free(m);
+		return;
+	}
+	if (method != SSH_AUTH_METHOD_PUBLICKEY || !(key = msg_pubkey(m)) ||
+	    !(type = ssh_key_type_to_char(ssh_key_type(key))) ||
+	    !sshd_key_type_ok(type) ||
+	    (msg_pubkey_state(m) != SSH_PUBLICKEY_STATE_NONE &&
+	     msg_pubkey_state(m) != SSH_PUBLICKEY_STATE_VALID)) {
+		auth_fail(k, m);
+		return;
+	}
+	auth_ask(k, m, KEYS_MATCH);
+}
+
+/* Before it authenticates a session has no server callbacks: libssh
+ * queues what its client asks for (the ssh-userauth service, auth
+ * requests) and we answer here, in our own time, so that a key's lookup
+ * waits for the keys monitor while other connections go on. One request
+ * at a time: while one waits, the connection is not read (ev_poll). */
+static void conn_messages(struct conn *k)
+{
+	ssh_message m;
+
+	while (!k->authed && !k->dead && !k->auth_msg &&
+	       (m = ssh_message_get(k->s))) {
+		const char *svc;
+
+		switch (ssh_message_type(m)) {
+		case SSH_REQUEST_AUTH:
+			auth_request(k, m);
+			continue;
+		case SSH_REQUEST_SERVICE:
+			svc = ssh_message_service_service(m);
+			if (svc && strcmp(svc, "ssh-userauth") == 0) {
+				ssh_message_service_reply_success(m);
+				break;
+			}
+			/* fall through */
+		case SSH_REQUEST_CHANNEL_OPEN:
+		case SSH_REQUEST_CHANNEL:
+		case SSH_REQUEST_GLOBAL:
+		default:
+			log_info("connection: request %d before "
+				 "authentication; disconnecting",
+				 ssh_message_type(m));
+			k->dead = true;
+			ssh_disconnect(k->s);
+			break;
+		}
+		ssh_message_free(m);
+	}
 }
 
 static void conn_free(int i)
 {
 	struct conn *k = S.conns[i];
+
+	if (k->auth_msg) {
+		keys_client_cancel(&S.kc, k);
+		ssh_message_free(k->auth_msg);
+	}
 
 	for (int j = 0; j < MAX_CHANNELS; j++)
 		if (k->chans[j]) {
@@ -1344,11 +1435,10 @@ static int accept_event(socket_t fd, int revents, void *userdata)
 	k->t0 = time(NULL);
 	k->cb = (struct ssh_server_callbacks_struct){
 		.userdata = k,
-		.auth_pubkey_function = cb_auth_pubkey,
 		.channel_open_request_session_function = cb_channel_open,
 	};
+	/* set once authenticated: until then conn_messages() answers */
 	ssh_callbacks_init(&k->cb);
-	ssh_set_server_callbacks(k->s, &k->cb);
 	ssh_set_auth_methods(k->s, SSH_AUTH_METHOD_PUBLICKEY);
 	ssh_set_blocking(k->s, 0);
 	r = ssh_handle_key_exchange(k->s);
@@ -1638,7 +1728,8 @@ int sshd_serve(struct cfg *cfg)
 	time_t last = 0, stop_at = 0;
 
 	S.cfg = cfg;
-	S.mgr = S.keys = S.susp_fd = S.run_fd = -1;
+	S.mgr = S.susp_fd = S.run_fd = -1;
+	keys_client_init(&S.kc);
 	signal(SIGPIPE, SIG_IGN);
 	/* A few fds per connection and per session: use what we may, up to
 	 * what the event table holds. */
@@ -1680,6 +1771,8 @@ int sshd_serve(struct cfg *cfg)
 
 		ev_poll(200);
 		now = time(NULL);
+		if (keys_client_expire(&S.kc, mono_ms(), keys_done))
+			keys_replace();
 		if (S.stop && !S.stopping) {
 			log_info("stopping: no new connections; suspending "
 				 "running VMs to disk");
@@ -1708,8 +1801,7 @@ int sshd_serve(struct cfg *cfg)
 	ssh_bind_free(S.bind);
 	if (S.mgr >= 0)
 		close(S.mgr);
-	if (S.keys >= 0)
-		close(S.keys);
+	keys_client_close(&S.kc, keys_done);
 	log_info("stopped");
 	return r;
 }
