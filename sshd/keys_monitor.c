@@ -51,7 +51,10 @@ int keys_monitor_answer(const struct cfg *cfg, struct keys_req *q)
 
 void keys_monitor_main(int sock, const struct cfg *cfg)
 {
-	struct keys_req q;
+	union {
+		struct keys_req q;
+		char buf[sizeof(struct keys_req) + 1];	/* see below */
+	} u;
 	ssize_t n;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -59,15 +62,16 @@ void keys_monitor_main(int sock, const struct cfg *cfg)
 	sandbox_no_dumps();
 	if (sandbox_install(sshd_keys_rules, sshd_keys_nrules) < 0)
 		fatalx("keys monitor: seccomp");
-	while ((n = recv(sock, &q, sizeof(q), 0)) > 0) {
-		struct keys_ans a = { .id = q.id, .r = -EPROTO };
+	/* A byte more than a request: a longer one is not cut to size. */
+	while ((n = recv(sock, &u, sizeof(u), 0)) > 0) {
+		struct keys_ans a = { .id = u.q.id, .r = -EPROTO };
 
 		/* A request of the wrong size has no id we can trust: its
 		 * answer carries id 0, which the front-end never asks with. */
-		if (n != (ssize_t)sizeof(q))
+		if (n != (ssize_t)sizeof(u.q))
 			a.id = 0;
 		else
-			a.r = keys_monitor_answer(cfg, &q);
+			a.r = keys_monitor_answer(cfg, &u.q);
 		if (send(sock, &a, sizeof(a), MSG_NOSIGNAL) != sizeof(a))
 			break;
 	}
@@ -154,13 +158,20 @@ int keys_client_ask(struct keys_client *kc, uint32_t op, const char *user,
 int keys_client_read(struct keys_client *kc, keys_done_fn *done)
 {
 	for (;;) {
+		/* One byte more than an answer: a longer message would be
+		 * cut to the right size and taken for one. */
+		union {
+			struct keys_ans a;
+			char buf[sizeof(struct keys_ans) + 1];
+		} u;
 		struct keys_ans a;
 		struct keys_pending *p = NULL;
 		ssize_t n;
 
 		if (kc->fd < 0)
 			return -EPIPE;
-		n = recv(kc->fd, &a, sizeof(a), MSG_DONTWAIT);
+		n = recv(kc->fd, &u, sizeof(u), MSG_DONTWAIT);
+		memcpy(&a, &u.a, sizeof(a));
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (n < 0 && errno == EINTR)
