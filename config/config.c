@@ -21,6 +21,8 @@
 #define DEF_KERNEL "build/guest/vmlinux"
 #define DEF_INITRD "build/guest/initramfs.cpio"
 #define DEF_USER "clone"
+/* No 8192-bit DH for a client to pin the event loop with. */
+#define DEF_KEX "curve25519-sha256,curve25519-sha256@libssh.org"
 
 /* A config file is a screenful; anything this big is the wrong file. */
 #define MAX_FILE_SIZE (1024 * 1024)
@@ -32,6 +34,8 @@ enum key_type {
 	KEY_BOOL,
 	KEY_LISTEN,
 	KEY_VCPUS,
+	KEY_STARTUPS, /* N or start:rate:full */
+	KEY_ALGOS, /* a comma-separated list of algorithm names */
 };
 
 enum key_id {
@@ -42,6 +46,12 @@ enum key_id {
 	K_OPEN_SIGNUP,
 	K_MAX_AUTH_TRIES,
 	K_LOGIN_GRACE_TIME,
+	K_MAX_STARTUPS,
+	K_PER_SOURCE_MAX_STARTUPS,
+	K_UNUSED_CONNECTION_TIMEOUT,
+	K_CLIENT_ALIVE_INTERVAL,
+	K_CLIENT_ALIVE_COUNT_MAX,
+	K_KEX_ALGORITHMS,
 	K_KERNEL,
 	K_INITRD,
 	K_CMDLINE,
@@ -80,6 +90,27 @@ static const struct key keys[K_COUNT] = {
 			       F(server.max_auth_tries), 1, 100 },
 	[K_LOGIN_GRACE_TIME] = { "server", "login_grace_time", KEY_UINT,
 				 F(server.login_grace_time), 1, 3600 },
+	[K_MAX_STARTUPS] = { "server", "max_startups", KEY_STARTUPS, 0, 0,
+			     0 },
+	[K_PER_SOURCE_MAX_STARTUPS] = { "server", "per_source_max_startups",
+					KEY_UINT,
+					F(server.per_source_max_startups), 0,
+					100000 },
+	[K_UNUSED_CONNECTION_TIMEOUT] = { "server",
+					  "unused_connection_timeout",
+					  KEY_UINT,
+					  F(server.unused_connection_timeout),
+					  0, 31536000 },
+	[K_CLIENT_ALIVE_INTERVAL] = { "server", "client_alive_interval",
+				      KEY_UINT,
+				      F(server.client_alive_interval), 0,
+				      3600 },
+	[K_CLIENT_ALIVE_COUNT_MAX] = { "server", "client_alive_count_max",
+				       KEY_UINT,
+				       F(server.client_alive_count_max), 1,
+				       100 },
+	[K_KEX_ALGORITHMS] = { "server", "kex_algorithms", KEY_ALGOS,
+			       F(server.kex_algorithms), 0, 0 },
 	[K_KERNEL] = { "template", "kernel", KEY_PATH, F(template.kernel), 0,
 		       0 },
 	[K_INITRD] = { "template", "initrd", KEY_PATH, F(template.initrd), 0,
@@ -394,6 +425,73 @@ bad:
 	return -EINVAL;
 }
 
+/* OpenSSH's MaxStartups: "start:rate:full" (random early drop from start
+ * unauthenticated connections, with probability rate% rising to 100% at
+ * full) or "N" (refuse past N). */
+static int set_startups(struct parser *p, const char *value)
+{
+	unsigned long v[3];
+	const char *s = value;
+	char q[80];
+	int n = 0;
+
+	for (;;) {
+		char num[16];
+		const char *colon = strchr(s, ':');
+		size_t l = colon ? (size_t)(colon - s) : strlen(s);
+
+		if (n == 3 || l == 0 || l >= sizeof(num))
+			goto bad;
+		memcpy(num, s, l);
+		num[l] = 0;
+		if (parse_num(num, 1, n == 1 ? 100 : 100000,
+			      &v[n]) != NUM_OK)
+			goto bad;
+		n++;
+		if (!colon)
+			break;
+		s = colon + 1;
+	}
+	if (n == 2)
+		goto bad;
+	if (n == 1) {
+		v[1] = 100;
+		v[2] = v[0];
+	}
+	if (v[0] > v[2])
+		goto bad;
+	p->cfg->server.max_startups_begin = (unsigned)v[0];
+	p->cfg->server.max_startups_rate = (unsigned)v[1];
+	p->cfg->server.max_startups_full = (unsigned)v[2];
+	return 0;
+bad:
+	fail(p, p->line, -EINVAL,
+	     "max_startups: bad value '%s' (expected N, or start:rate:full "
+	     "with rate 1-100 and start <= full)", SHOW(q, value));
+	return -EINVAL;
+}
+
+/* Names as libssh takes them; whether libssh knows them is checked when
+ * the server starts. */
+static bool algos_ok(const char *s)
+{
+	bool name = false;
+
+	for (; *s; s++) {
+		if (*s == ',') {
+			if (!name)
+				return false;
+			name = false;
+		} else if (islower((unsigned char)*s) ||
+			   isdigit((unsigned char)*s) || strchr("@.-_", *s)) {
+			name = true;
+		} else {
+			return false;
+		}
+	}
+	return name;
+}
+
 static int set_value(struct parser *p, const struct key *k, const char *value)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1" };
@@ -451,6 +549,23 @@ static int set_value(struct parser *p, const struct key *k, const char *value)
 		return -EINVAL;
 	case KEY_LISTEN:
 		return set_listen(p, value);
+	case KEY_STARTUPS:
+		return set_startups(p, value);
+	case KEY_ALGOS:
+		if (!algos_ok(value)) {
+			fail(p, p->line, -EINVAL,
+			     "%s: '%s' is not a comma-separated list of "
+			     "algorithm names", k->name, SHOW(q, value));
+			return -EINVAL;
+		}
+		dup = strdup(value);
+		if (!dup) {
+			fail(p, p->line, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+		free(*str);
+		*str = dup;
+		return 0;
 	case KEY_VCPUS:
 		/* XXX: the VMM runs a single vCPU; lift this with SMP. */
 		if (parse_num(value, k->min, k->max, &v) != NUM_OK) {
@@ -591,6 +706,14 @@ int cfg_defaults(struct cfg *cfg)
 	cfg->server.open_signup = false;
 	cfg->server.max_auth_tries = 6;
 	cfg->server.login_grace_time = 30;
+	cfg->server.max_startups_begin = 10;
+	cfg->server.max_startups_rate = 30;
+	cfg->server.max_startups_full = 100;
+	cfg->server.per_source_max_startups = 10;
+	cfg->server.unused_connection_timeout = 600;
+	cfg->server.client_alive_interval = 30;
+	cfg->server.client_alive_count_max = 3;
+	cfg->server.kex_algorithms = strdup(DEF_KEX);
 	cfg->template.kernel = strdup(DEF_KERNEL);
 	cfg->template.initrd = strdup(DEF_INITRD);
 	cfg->template.cmdline = strdup("");
@@ -604,7 +727,7 @@ int cfg_defaults(struct cfg *cfg)
 	cfg->vm.root = false;
 	if (!cfg->server.listen_host || !cfg->server.state_dir ||
 	    !cfg->server.host_key || !cfg->server.authorized_keys ||
-	    !cfg->template.kernel || !cfg->template.initrd ||
+	    !cfg->server.kex_algorithms || !cfg->template.kernel || !cfg->template.initrd ||
 	    !cfg->template.cmdline || !cfg->vm.user) {
 		cfg_free(cfg);
 		return -ENOMEM;
@@ -755,6 +878,7 @@ void cfg_free(struct cfg *cfg)
 	free(cfg->server.state_dir);
 	free(cfg->server.host_key);
 	free(cfg->server.authorized_keys);
+	free(cfg->server.kex_algorithms);
 	free(cfg->template.kernel);
 	free(cfg->template.initrd);
 	free(cfg->template.cmdline);

@@ -21,6 +21,15 @@ struct cfg {
 		bool open_signup;
 		unsigned max_auth_tries;
 		unsigned login_grace_time; /* seconds */
+		/* unauthenticated connections: random early drop from begin
+		 * (rate%) to full (all), as OpenSSH's MaxStartups */
+		unsigned max_startups_begin, max_startups_rate;
+		unsigned max_startups_full;
+		unsigned per_source_max_startups; /* 0: no cap */
+		unsigned unused_connection_timeout; /* s, 0: none */
+		unsigned client_alive_interval; /* s, 0: no keepalives */
+		unsigned client_alive_count_max;
+		char *kex_algorithms; /* comma-separated, libssh's names */
 	} server;
 	struct {
 		char *kernel, *initrd;

@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/sandbox.h"
 #include "config/config.h"
+#include "sshd/admit.h"
 #include "sshd/authkeys.h"
 #include "sshd/keys_monitor.h"
 #include "vmm/worker.h"
@@ -92,6 +93,12 @@ struct conn {
 	unsigned fails;
 	ssh_message auth_msg;	/* waiting for the keys monitor, or NULL */
 	uint32_t auth_op;	/* what it was asked: enum keys_op */
+	struct sockaddr_storage peer;
+	char peer_str[64];	/* for log lines */
+	time_t unused_since;	/* authenticated, with no channel since */
+	time_t last_rx;		/* the client last sent something */
+	time_t alive_sent;	/* our last keepalive */
+	unsigned alive_missed;	/* keepalives sent since last_rx */
 	ssh_event ev;		/* this connection's alone (see ev_poll) */
 	time_t t0;
 	struct uvm *vm;
@@ -227,6 +234,10 @@ static void ev_poll(int timeout_ms)
 					     ev_w[who].ud);
 		} else if (S.conns[-1 - who]) {
 			/* connections are freed by tick() only */
+			if (pfd[j].revents & POLLIN) {
+				S.conns[-1 - who]->last_rx = time(NULL);
+				S.conns[-1 - who]->alive_missed = 0;
+			}
 			ssh_event_dopoll(S.conns[-1 - who]->ev, 0);
 			conn_messages(S.conns[-1 - who]);
 		}
@@ -1211,6 +1222,7 @@ static void auth_success(struct conn *k, ssh_message m)
 	ssh_message_auth_reply_success(m, 0);
 	ssh_message_free(m);
 	k->authed = true;
+	k->unused_since = time(NULL);
 	k->vm = uvm_find(k->user, true);
 	if (!k->vm) {
 		k->capacity = true;
@@ -1403,6 +1415,47 @@ static void conn_free(int i)
 	S.conns[i] = NULL;
 }
 
+/* Connections refused before their key exchange, counted for one log
+ * line a second (tick) rather than one each: a flood must not flood. */
+static struct {
+	unsigned long startups, per_source;
+} dropped;
+
+/* MaxStartups and PerSourceMaxStartups: unauthenticated connections,
+ * all and from k's source, are few enough to let k in. */
+static bool admit(struct conn *k)
+{
+	const struct cfg *c = S.cfg;
+	socklen_t len = sizeof(k->peer);
+	unsigned unauth = 0, same = 0;
+
+	if (getpeername(ssh_get_fd(k->s), (struct sockaddr *)&k->peer,
+			&len) < 0)
+		memset(&k->peer, 0, sizeof(k->peer));
+	admit_format(&k->peer, k->peer_str, sizeof(k->peer_str));
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *o = S.conns[i];
+
+		if (!o || o->authed || o->dead)
+			continue;
+		unauth++;
+		same += admit_same_source(&o->peer, &k->peer);
+	}
+	if (!admit_startup(unauth, c->server.max_startups_begin,
+			   c->server.max_startups_rate,
+			   c->server.max_startups_full,
+			   randombytes_uniform(100))) {
+		dropped.startups++;
+		return false;
+	}
+	if (c->server.per_source_max_startups &&
+	    same >= c->server.per_source_max_startups) {
+		dropped.per_source++;
+		return false;
+	}
+	return true;
+}
+
 static int accept_event(socket_t fd, int revents, void *userdata)
 {
 	struct conn *k;
@@ -1426,13 +1479,13 @@ static int accept_event(socket_t fd, int revents, void *userdata)
 		free(k);
 		return 0;
 	}
-	if (slot < 0 || S.stopping) {
+	if (slot < 0 || S.stopping || !admit(k)) {
 		ssh_disconnect(k->s);
 		ssh_free(k->s);
 		free(k);
 		return 0;
 	}
-	k->t0 = time(NULL);
+	k->t0 = k->last_rx = time(NULL);
 	k->cb = (struct ssh_server_callbacks_struct){
 		.userdata = k,
 		.channel_open_request_session_function = cb_channel_open,
@@ -1455,7 +1508,7 @@ static int accept_event(socket_t fd, int revents, void *userdata)
 		return 0;
 	}
 	S.conns[slot] = k;
-	log_info("connection %d accepted", slot);
+	log_info("connection %d from %s", slot, k->peer_str);
 	return 0;
 }
 
@@ -1498,9 +1551,59 @@ static void write_status(void)
 	renameat(S.run_fd, "status.tmp", S.run_fd, "status");
 }
 
+/* An authenticated connection that holds no channel holds its user's VM
+ * awake all the same: unused_connection_timeout ends it. One whose client
+ * has gone silent (a phone that lost its network) is found by keepalives
+ * as OpenSSH's ClientAliveInterval/CountMax do: sent only when the client
+ * has sent nothing for an interval; any byte from it resets the count. */
+static void conn_timers(struct conn *k, int i, time_t now)
+{
+	const struct cfg *c = S.cfg;
+	bool chans = false;
+
+	if (!k->authed || k->dead)
+		return;
+	for (int j = 0; j < MAX_CHANNELS; j++)
+		chans |= k->chans[j] != NULL;
+	if (chans)
+		k->unused_since = now;
+	else if (c->server.unused_connection_timeout &&
+		 now - k->unused_since >=
+			 (time_t)c->server.unused_connection_timeout) {
+		log_info("connection %d: no channel for %u s; closing", i,
+			 c->server.unused_connection_timeout);
+		k->dead = true;
+		return;
+	}
+	if (!c->server.client_alive_interval ||
+	    now - k->last_rx < (time_t)c->server.client_alive_interval ||
+	    now - k->alive_sent < (time_t)c->server.client_alive_interval)
+		return;
+	if (k->alive_missed >= c->server.client_alive_count_max) {
+		log_info("connection %d: %s answered no keepalive in %u s; "
+			 "closing", i, k->peer_str,
+			 (unsigned)(now - k->last_rx));
+		k->dead = true;
+		return;
+	}
+	/* libssh answers the previous request's reply, if one came, before
+	 * it sends a new one: the second call makes sure one goes out. */
+	ssh_send_keepalive(k->s);
+	ssh_send_keepalive(k->s);
+	k->alive_sent = now;
+	k->alive_missed++;
+}
+
 static void tick(void)
 {
 	time_t now = time(NULL);
+
+	if (dropped.startups || dropped.per_source) {
+		log_info("connections dropped before key exchange: %lu past "
+			 "max_startups, %lu past per_source_max_startups",
+			 dropped.startups, dropped.per_source);
+		dropped.startups = dropped.per_source = 0;
+	}
 
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *k = S.conns[i];
@@ -1530,6 +1633,7 @@ static void tick(void)
 				ssh_channel_free(ch);
 			}
 		}
+		conn_timers(k, i, now);
 		if (k->dead || (st & (SSH_CLOSED | SSH_CLOSED_ERROR)) ||
 		    !ssh_is_connected(k->s)) {
 			log_info("connection %d closed", i);
@@ -1752,6 +1856,11 @@ int sshd_serve(struct cfg *cfg)
 	ssh_bind_options_set(S.bind, SSH_BIND_OPTIONS_BINDPORT, &port);
 	ssh_bind_options_set(S.bind, SSH_BIND_OPTIONS_HOSTKEY,
 			     cfg->server.host_key);
+	if (ssh_bind_options_set(S.bind, SSH_BIND_OPTIONS_KEY_EXCHANGE,
+				 cfg->server.kex_algorithms) != SSH_OK)
+		fatalx("%s: kex_algorithms: libssh supports none of %s",
+		       cfg->path ? cfg->path : "defaults",
+		       cfg->server.kex_algorithms);
 	if (ssh_bind_listen(S.bind) != SSH_OK)
 		fatalx("listen on %s:%d: %s", cfg->server.listen_host, port,
 		       ssh_get_error(S.bind));

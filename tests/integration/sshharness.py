@@ -44,7 +44,7 @@ class Server:
 
     def __init__(self, tmp, open_signup=True, detach=300, reap=86400,
                  max_vms=100, root=False, start=True, max_auth_tries=3,
-                 grace=10):
+                 grace=10, server=None):
         need_kvm()
         self.tmp = tmp
         self.port = free_port()
@@ -64,7 +64,7 @@ authorized_keys = {self.users}/%u
 open_signup = {'yes' if open_signup else 'no'}
 max_auth_tries = {max_auth_tries}
 login_grace_time = {grace}
-[template]
+{"".join(f"{k} = {v}{chr(10)}" for k, v in (server or {}).items())}[template]
 kernel = {KERNEL}
 initrd = {INITRD}
 [vm]

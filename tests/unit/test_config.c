@@ -121,6 +121,15 @@ static void test_defaults(void **state)
 	assert_false(cfg.server.open_signup);
 	assert_int_equal(cfg.server.max_auth_tries, 6);
 	assert_int_equal(cfg.server.login_grace_time, 30);
+	assert_int_equal(cfg.server.max_startups_begin, 10);
+	assert_int_equal(cfg.server.max_startups_rate, 30);
+	assert_int_equal(cfg.server.max_startups_full, 100);
+	assert_int_equal(cfg.server.per_source_max_startups, 10);
+	assert_int_equal(cfg.server.unused_connection_timeout, 600);
+	assert_int_equal(cfg.server.client_alive_interval, 30);
+	assert_int_equal(cfg.server.client_alive_count_max, 3);
+	assert_string_equal(cfg.server.kex_algorithms,
+			    "curve25519-sha256,curve25519-sha256@libssh.org");
 	assert_string_equal(cfg.template.kernel, "build/guest/vmlinux");
 	assert_string_equal(cfg.template.initrd, "build/guest/initramfs.cpio");
 	assert_string_equal(cfg.template.cmdline, "");
@@ -512,6 +521,57 @@ static void test_keys_pattern(void **state)
 	cfg_free(&cfg);
 }
 
+static void test_max_startups(void **state)
+{
+	static const char *const bad[] = {
+		"0", "10:30", "10:0:100", "10:101:100", "20:30:10", "1:2:3:4",
+		"a", "10::100", ":30:100", "10:30:", "-1", "99999999999",
+	};
+	struct cfg cfg;
+	char text[128];
+
+	(void)state;
+	load_ok(&cfg, "[server]\nmax_startups = 5\n");
+	assert_int_equal(cfg.server.max_startups_begin, 5);
+	assert_int_equal(cfg.server.max_startups_rate, 100);
+	assert_int_equal(cfg.server.max_startups_full, 5);
+	cfg_free(&cfg);
+	load_ok(&cfg, "[server]\nmax_startups = 3:50:9\n");
+	assert_int_equal(cfg.server.max_startups_begin, 3);
+	assert_int_equal(cfg.server.max_startups_rate, 50);
+	assert_int_equal(cfg.server.max_startups_full, 9);
+	cfg_free(&cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[server]\nmax_startups = %s\n",
+			 bad[i]);
+		expect_error(text, -EINVAL, NAME ":2: max_startups: ",
+			     "start:rate:full");
+	}
+}
+
+static void test_kex_algorithms(void **state)
+{
+	static const char *const bad[] = {
+		"", ",", "curve25519-sha256,", ",curve25519-sha256",
+		"a,,b", "Curve25519", "curve25519 sha256", "x;y",
+	};
+	struct cfg cfg;
+	char text[128];
+
+	(void)state;
+	load_ok(&cfg, "[server]\nkex_algorithms = ecdh-sha2-nistp256,"
+		      "curve25519-sha256@libssh.org\n");
+	assert_string_equal(cfg.server.kex_algorithms,
+			    "ecdh-sha2-nistp256,curve25519-sha256@libssh.org");
+	cfg_free(&cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "[server]\nkex_algorithms = %s\n", bad[i]);
+		expect_error(text, -EINVAL, NAME ":2: kex_algorithms: ",
+			     "algorithm names");
+	}
+}
+
 static void test_syntax_error(void **state)
 {
 	(void)state;
@@ -637,6 +697,8 @@ int main(void)
 		cmocka_unit_test(test_bad_listen),
 		cmocka_unit_test(test_empty_value),
 		cmocka_unit_test(test_keys_pattern),
+		cmocka_unit_test(test_max_startups),
+		cmocka_unit_test(test_kex_algorithms),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_duplicate),

@@ -1,0 +1,69 @@
+#include "sshd/admit.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+bool admit_startup(unsigned unauth, unsigned begin, unsigned rate,
+		   unsigned full, uint32_t rnd)
+{
+	uint64_t p;
+
+	if (unauth < begin)
+		return true;
+	if (unauth >= full)
+		return false;
+	/* OpenSSH's drop probability: rate at begin, 100 at full. */
+	p = rate + (uint64_t)(100 - rate) * (unauth - begin) / (full - begin);
+	return rnd >= p;
+}
+
+/* The address's 16 bytes as IPv6 (IPv4 mapped); false if neither. */
+static bool as_v6(const struct sockaddr_storage *a, uint8_t out[16])
+{
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const struct sockaddr_in *)a;
+
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &s->sin_addr, 4);
+		return true;
+	}
+	if (a->ss_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)a)->sin6_addr, 16);
+		return true;
+	}
+	return false;
+}
+
+bool admit_same_source(const struct sockaddr_storage *a,
+		       const struct sockaddr_storage *b)
+{
+	uint8_t x[16], y[16];
+
+	return as_v6(a, x) && as_v6(b, y) && memcmp(x, y, 16) == 0;
+}
+
+void admit_format(const struct sockaddr_storage *a, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const struct sockaddr_in *)a;
+
+		if (inet_ntop(AF_INET, &s->sin_addr, host, sizeof(host))) {
+			snprintf(out, len, "%s:%u", host, ntohs(s->sin_port));
+			return;
+		}
+	} else if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)a;
+
+		if (inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host))) {
+			snprintf(out, len, "[%s]:%u", host,
+				 ntohs(s->sin6_port));
+			return;
+		}
+	}
+	snprintf(out, len, "?");
+}

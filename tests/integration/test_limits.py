@@ -1,0 +1,195 @@
+"""Limits before and after login, with real clients: MaxStartups and a
+per-source cap on unauthenticated connections, max_auth_tries per request,
+connections with no channel closed, silent clients found by keepalives, and
+no key exchange but the configured modern ones."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from rawssh import RawClient, load_key, msg, need_paramiko, paramiko
+from sshharness import Server
+
+MSG_SERVICE_REQUEST = 5
+MSG_USERAUTH_REQUEST = 50
+MSG_USERAUTH_FAILURE = 51
+
+
+def raw_tcp(port, source="127.0.0.1"):
+    """A TCP connection that says nothing: unauthenticated for as long as
+    it stays."""
+    c = socket.socket()
+    c.bind((source, 0))
+    c.settimeout(5)
+    c.connect(("127.0.0.1", port))
+    return c
+
+
+def banner(c):
+    """The server's version line, or b"" if it closed at once."""
+    try:
+        return c.recv(256)
+    except (ConnectionResetError, socket.timeout):
+        return b""
+
+
+def test_startups_capped(tmp):
+    """max_startups = 4 and per_source_max_startups = 2: a third silent
+    connection from 127.0.0.1 is closed before any banner, two from
+    127.0.0.2 are served, a fifth from 127.0.0.3 is closed (the total
+    cap); once they go, a real login works."""
+    s = Server(tmp, server={"max_startups": 4,
+                            "per_source_max_startups": 2})
+    conns = []
+    try:
+        for src in ("127.0.0.1", "127.0.0.1"):
+            conns.append(raw_tcp(s.port, src))
+            assert banner(conns[-1]).startswith(b"SSH-2.0-")
+        extra = raw_tcp(s.port, "127.0.0.1")
+        assert banner(extra) == b"", "third from one source let in"
+        extra.close()
+        for src in ("127.0.0.2", "127.0.0.2"):
+            conns.append(raw_tcp(s.port, src))
+            assert banner(conns[-1]).startswith(b"SSH-2.0-")
+        extra = raw_tcp(s.port, "127.0.0.3")
+        assert banner(extra) == b"", "fifth unauthenticated let in"
+        extra.close()
+        s.log.expect(r"dropped before key exchange: 1 past max_startups"
+                     r"|past max_startups", 5)
+        assert "past per_source_max_startups" in s.log.text()
+        for c in conns:
+            c.close()
+        conns = []
+        time.sleep(1.5)
+        rc, out, err = s.ssh("alice", "echo ok")
+        assert (rc, out) == (0, "ok\n"), (rc, out, err)
+    finally:
+        for c in conns:
+            c.close()
+        s.close()
+
+
+def test_auth_tries_per_request(tmp):
+    """A client that sends 40 public-key probes at once without waiting
+    gets max_auth_tries (3) failures and is disconnected: the rest are
+    never looked at (they were, until the once-a-second check came)."""
+    need_paramiko()
+    s = Server(tmp, open_signup=False, max_auth_tries=3)
+    try:
+        key = load_key(s.key)
+        c = RawClient(s.port)
+        c.send(msg(MSG_SERVICE_REQUEST, "ssh-userauth"))
+        blob = key.asbytes()
+        probe = msg(MSG_USERAUTH_REQUEST, "nobody", "ssh-connection",
+                    "publickey", False, "ssh-ed25519", blob)
+        for _ in range(40):
+            if not c.send(probe):
+                break
+        closed, _ = c.wait_closed(10)
+        assert closed, "still connected"
+        fails = c.types().count(MSG_USERAUTH_FAILURE)
+        assert fails == 3, f"{fails} failures answered"
+        c.close()
+    finally:
+        s.close()
+
+
+def test_unused_connection_closed(tmp):
+    """unused_connection_timeout = 2: a logged-in connection that opens no
+    channel is closed after about 2 s; one with a session open is kept."""
+    need_paramiko()
+    s = Server(tmp, server={"unused_connection_timeout": 2,
+                            "client_alive_interval": 0})
+    try:
+        key = load_key(s.key)
+        idle = paramiko.Transport(socket.create_connection(
+            ("127.0.0.1", s.port), timeout=30))
+        idle.start_client(timeout=30)
+        idle.auth_publickey("alice", key)
+        busy = paramiko.Transport(socket.create_connection(
+            ("127.0.0.1", s.port), timeout=30))
+        busy.start_client(timeout=30)
+        busy.auth_publickey("alice", key)
+        ch = busy.open_session(timeout=60)
+        ch.exec_command("sleep 30")
+        t0 = time.monotonic()
+        while idle.is_active() and time.monotonic() - t0 < 15:
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+        print(f"  channel-less connection closed after {took:.1f} s")
+        assert not idle.is_active(), "channel-less connection kept"
+        assert 1 <= took < 6, took
+        time.sleep(3)
+        assert busy.is_active(), "connection with a session closed"
+        s.log.expect(r"no channel for 2 s; closing", 5)
+        busy.close()
+        idle.close()
+    finally:
+        s.close()
+
+
+def test_keepalive_finds_silent_client(tmp):
+    """client_alive_interval = 1, count 3: a live idle ssh session stays
+    for 8 s; the same client stopped (SIGSTOP: its TCP stays up, it answers
+    nothing) is disconnected within about 4 s, and its VM detaches."""
+    s = Server(tmp, server={"client_alive_interval": 1,
+                            "client_alive_count_max": 3})
+    p = None
+    try:
+        p = subprocess.Popen(s.ssh_args("alice") + ["sleep 600"],
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        s.log.expect(r"session \d+ for alice", 120)
+        time.sleep(8)
+        assert p.poll() is None, "a live client was dropped"
+        assert "answered no keepalive" not in s.log.text()
+        os.kill(p.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        s.log.expect(r"answered no keepalive in \d+ s; closing", 15)
+        took = time.monotonic() - t0
+        print(f"  stopped client dropped after {took:.1f} s")
+        assert took < 8, took
+        s.log.expect(r"vm alice: detached", 5)
+    finally:
+        if p:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+            p.wait()
+        s.close()
+
+
+def test_kex_modern_only(tmp):
+    """The default kex_algorithms refuse a client that offers only finite
+    field Diffie-Hellman (8192-bit group18 would pin the event loop); a
+    configured list is what is offered."""
+    s = Server(tmp)
+    try:
+        for kex in ("diffie-hellman-group18-sha512",
+                    "diffie-hellman-group14-sha256"):
+            p = subprocess.run(
+                s.ssh_args("alice", extra=("-o", f"KexAlgorithms={kex}"))
+                + ["echo ok"], capture_output=True, text=True, timeout=60)
+            # the server ends the key exchange: no common method
+            assert (p.returncode, p.stdout) == (255, ""), (kex, p)
+        rc, out, err = s.ssh("alice", "echo ok")
+        assert (rc, out) == (0, "ok\n"), (rc, out, err)
+    finally:
+        s.close()
+    os.makedirs(os.path.join(tmp, "b"))
+    s = Server(os.path.join(tmp, "b"),
+               server={"kex_algorithms": "ecdh-sha2-nistp256"})
+    try:
+        p = subprocess.run(
+            s.ssh_args("alice", extra=(
+                "-o", "KexAlgorithms=curve25519-sha256")) + ["echo ok"],
+            capture_output=True, text=True, timeout=60)
+        assert p.returncode == 255, p
+        p = subprocess.run(
+            s.ssh_args("alice", extra=(
+                "-o", "KexAlgorithms=ecdh-sha2-nistp256")) + ["echo ok"],
+            capture_output=True, text=True, timeout=60)
+        assert (p.returncode, p.stdout) == (0, "ok\n"), p
+    finally:
+        s.close()
