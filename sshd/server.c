@@ -33,6 +33,7 @@
 #include "sshd/admit.h"
 #include "sshd/authkeys.h"
 #include "sshd/keys_monitor.h"
+#include "sshd/state_dir.h"
 #include "vmm/worker.h"
 
 #define MAX_CONNS 1024
@@ -447,20 +448,6 @@ static unsigned active_vms(void)
 	return n;
 }
 
-/* A suspended VM's copy on disk is dropped once the VM runs again (its
- * pages are in the worker's memory by then) or is gone: a restart after a
- * crash must not bring back a state older than the one lost with it. */
-static void suspend_remove(const char *user)
-{
-	char p[64];
-
-	snprintf(p, sizeof(p), "%s/state", user);
-	unlinkat(S.susp_fd, p, 0);
-	snprintf(p, sizeof(p), "%s/pages", user);
-	unlinkat(S.susp_fd, p, 0);
-	unlinkat(S.susp_fd, user, AT_REMOVEDIR);
-}
-
 static int worker_event(socket_t fd, int revents, void *userdata);
 
 static void uvm_request(struct uvm *u)
@@ -533,7 +520,7 @@ static void uvm_lost(struct uvm *u, const char *why)
 	worker_destroy(&u->w, 0);
 	u->state = U_FREE;
 	for_each_chan(u, end_chan_cb, msg);
-	suspend_remove(u->user);
+	sdir_suspend_remove(S.susp_fd, u->user);
 }
 
 static int manager_event(socket_t fd, int revents, void *userdata)
@@ -657,7 +644,7 @@ static int worker_event(socket_t fd, int revents, void *userdata)
 		}
 		u->state = U_RUNNING;
 		if (u->resume)
-			suspend_remove(u->user);
+			sdir_suspend_remove(S.susp_fd, u->user);
 		{
 			struct timespec now;
 
@@ -1683,61 +1670,12 @@ static void on_signal(int sig)
 	S.stop = 1;
 }
 
-static int host_key(const char *path)
-{
-	ssh_key key = NULL;
-	int r;
-
-	if (access(path, R_OK) == 0)
-		return 0;
-	if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK)
-		return -EIO;
-	r = ssh_pki_export_privkey_file(key, NULL, NULL, NULL, path);
-	ssh_key_free(key);
-	if (r != SSH_OK)
-		return -EIO;
-	chmod(path, 0600);
-	log_info("host key created: %s", path);
-	return 0;
-}
-
-static void own_suspended(const char *user)
-{
-	static const char *const name[] = { "", "/state", "/pages" };
-	char p[300];
-
-	for (int i = 0; i < 3; i++) {
-		snprintf(p, sizeof(p), "%s%s", user, name[i]);
-		if (fchownat(S.susp_fd, p, S.jail.uid, S.jail.gid,
-			     AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT)
-			log_warn("suspended/%s", p);
-	}
-}
-
-/* A directory of state_dir the unprivileged processes write in: made if
- * missing, given to the clone user, and opened now, while we are root,
- * so that they need no path above it. */
-static int own_dir(const char *name, mode_t mode, char *path, size_t len)
-{
-	int fd;
-
-	snprintf(path, len, "%s/%s", S.cfg->server.state_dir, name);
-	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		fatal("%s", path);
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		fatal("%s", path);
-	if (fchown(fd, S.jail.uid, S.jail.gid) < 0 || fchmod(fd, mode) < 0)
-		fatal("%s", path);
-	return fd;
-}
-
 /* Who the workers and the front-end become: [vm] user. Not being root
  * (a developer's own account in the kvm group), we stay who we are. */
 static void jail_init(void)
 {
 	static char root[4096];
-	char run[4096];
+	char err[512];
 	int r;
 
 	if (geteuid() != 0) {
@@ -1760,8 +1698,12 @@ static void jail_init(void)
 			fatalx("[vm] user %s: must not be root (uid/gid 0)",
 			       S.cfg->vm.user);
 	}
-	S.susp_fd = own_dir("suspended", 0700, root, sizeof(root));
-	S.run_fd = own_dir("run", 0755, run, sizeof(run));
+	/* suspended/ and run/ are opened now, while we are root, so that
+	 * the unprivileged processes need no path above them. */
+	if (sdir_setup(S.cfg->server.state_dir, S.jail.uid, S.jail.gid,
+		       &S.susp_fd, &S.run_fd, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	snprintf(root, sizeof(root), "%s/suspended", S.cfg->server.state_dir);
 	S.jail.root = root;
 }
 
@@ -1782,34 +1724,18 @@ static void frontend_confine(void)
 		 (unsigned)S.jail.uid);
 }
 
-/* VMs suspended by an earlier run come back as suspended. */
-static void load_suspended(void)
+/* A VM suspended by an earlier run (sdir_load_suspended) comes back as
+ * suspended. */
+static void suspended_found(const char *user, void *arg)
 {
-	char dir[4096];
-	DIR *d;
-	struct dirent *e;
+	struct uvm *u = uvm_find(user, true);
 
-	snprintf(dir, sizeof(dir), "%s/suspended", S.cfg->server.state_dir);
-	d = opendir(dir);
-	while (d && (e = readdir(d))) {
-		char st[4600];
-		struct uvm *u;
-
-		snprintf(st, sizeof(st), "%s/%s/state", dir, e->d_name);
-		if (!sshd_valid_user(e->d_name) || access(st, R_OK) != 0)
-			continue;
-		u = uvm_find(e->d_name, true);
-		if (!u)
-			continue;
-		/* Written by an earlier run, perhaps as another user: the
-		 * worker that resumes it runs as the clone user. */
-		own_suspended(e->d_name);
-		u->state = U_SUSPENDED;
-		u->detached = time(NULL);
-		log_info("vm %s: suspended (from an earlier run)", u->user);
-	}
-	if (d)
-		closedir(d);
+	(void)arg;
+	if (!u)
+		return;
+	u->state = U_SUSPENDED;
+	u->detached = time(NULL);
+	log_info("vm %s: suspended (from an earlier run)", u->user);
 }
 
 static int busy_vms(void)
@@ -1830,6 +1756,7 @@ int sshd_serve(struct cfg *cfg)
 	struct rlimit rl;
 	int r = 1, port = cfg->server.listen_port;
 	time_t last = 0, stop_at = 0;
+	char err[512];
 
 	S.cfg = cfg;
 	S.mgr = S.susp_fd = S.run_fd = -1;
@@ -1841,11 +1768,9 @@ int sshd_serve(struct cfg *cfg)
 		rl.rlim_cur = rl.rlim_max < EV_MAX_FD ? rl.rlim_max : EV_MAX_FD;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (mkdir(cfg->server.state_dir, 0700) < 0 && errno != EEXIST)
-		fatal("%s", cfg->server.state_dir);
 	jail_init();
-	if (host_key(cfg->server.host_key) < 0)
-		fatalx("%s: cannot create the host key", cfg->server.host_key);
+	if (sdir_host_key(cfg->server.host_key, err, sizeof(err)) < 0)
+		fatalx("%s", err);
 	if (manager_start() < 0)
 		fatal("starting the VM manager");
 	if (keys_start() < 0)
@@ -1868,7 +1793,8 @@ int sshd_serve(struct cfg *cfg)
 	ev_add(ssh_bind_get_fd(S.bind), POLLIN, accept_event,
 			 NULL);
 	ev_add(S.mgr, POLLIN, manager_event, NULL);
-	load_suspended();
+	sdir_load_suspended(S.susp_fd, S.jail.uid, S.jail.gid, suspended_found,
+			    NULL);
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

@@ -187,9 +187,12 @@ int template_open(const struct vm_config *cfg, const char *state_dir,
 		goto fail;
 	}
 	snprintf(t->dir, sizeof(t->dir), "%s/templates/%s", state_dir, t->key);
-	/* One builder at a time; the others wait and then reuse its work. */
+	/* One builder at a time; the others wait and then reuse its work.
+	 * Made by root in `clone serve`: never through a link, never a FIFO
+	 * or device that would hang or act on open. */
 	snprintf(tmp, sizeof(tmp), "%s.lock", t->dir);
-	lock = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	lock = open(tmp, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
+		    O_NOCTTY | O_CLOEXEC, 0600);
 	if (lock < 0 || flock(lock, LOCK_EX) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
