@@ -52,6 +52,8 @@ enum key_id {
 	K_CLIENT_ALIVE_INTERVAL,
 	K_CLIENT_ALIVE_COUNT_MAX,
 	K_KEX_ALGORITHMS,
+	K_SIGNUP_PER_KEY,
+	K_SIGNUP_PER_SOURCE,
 	K_KERNEL,
 	K_INITRD,
 	K_CMDLINE,
@@ -111,6 +113,12 @@ static const struct key keys[K_COUNT] = {
 				       100 },
 	[K_KEX_ALGORITHMS] = { "server", "kex_algorithms", KEY_ALGOS,
 			       F(server.kex_algorithms), 0, 0 },
+	[K_SIGNUP_PER_KEY] = { "server", "signup_per_key_per_hour", KEY_UINT,
+			       F(server.signup_per_key_per_hour), 1, 100000 },
+	[K_SIGNUP_PER_SOURCE] = { "server", "signup_per_source_per_hour",
+				  KEY_UINT,
+				  F(server.signup_per_source_per_hour), 1,
+				  100000 },
 	[K_KERNEL] = { "template", "kernel", KEY_PATH, F(template.kernel), 0,
 		       0 },
 	[K_INITRD] = { "template", "initrd", KEY_PATH, F(template.initrd), 0,
@@ -714,6 +722,8 @@ int cfg_defaults(struct cfg *cfg)
 	cfg->server.client_alive_interval = 30;
 	cfg->server.client_alive_count_max = 3;
 	cfg->server.kex_algorithms = strdup(DEF_KEX);
+	cfg->server.signup_per_key_per_hour = 3;
+	cfg->server.signup_per_source_per_hour = 10;
 	cfg->template.kernel = strdup(DEF_KERNEL);
 	cfg->template.initrd = strdup(DEF_INITRD);
 	cfg->template.cmdline = strdup("");

@@ -30,6 +30,9 @@ struct cfg {
 		unsigned client_alive_interval; /* s, 0: no keepalives */
 		unsigned client_alive_count_max;
 		char *kex_algorithms; /* comma-separated, libssh's names */
+		/* open_signup: names claimed in the last hour */
+		unsigned signup_per_key_per_hour;
+		unsigned signup_per_source_per_hour;
 	} server;
 	struct {
 		char *kernel, *initrd;

@@ -67,3 +67,54 @@ void admit_format(const struct sockaddr_storage *a, char *out, size_t len)
 	}
 	snprintf(out, len, "?");
 }
+
+static void expire(struct admit_signups *l, int64_t now)
+{
+	while (l->n && now - l->e[l->head].t >= 3600) {
+		l->head = (l->head + 1) % ADMIT_SIGNUP_LOG;
+		l->n--;
+	}
+}
+
+enum admit_signup_verdict admit_signup_check(struct admit_signups *l,
+					     const uint8_t key[16],
+					     const struct sockaddr_storage *src,
+					     int64_t now, unsigned per_key,
+					     unsigned per_source)
+{
+	unsigned by_key = 0, by_src = 0;
+	uint8_t a[16];
+	bool have_src = as_v6(src, a);
+
+	expire(l, now);
+	if (l->n == ADMIT_SIGNUP_LOG)
+		return ADMIT_SIGNUP_FULL;
+	for (unsigned i = 0; i < l->n; i++) {
+		unsigned j = (l->head + i) % ADMIT_SIGNUP_LOG;
+
+		by_key += memcmp(l->e[j].key, key, 16) == 0;
+		by_src += have_src && memcmp(l->e[j].src, a, 16) == 0;
+	}
+	if (by_key >= per_key)
+		return ADMIT_SIGNUP_PER_KEY;
+	if (by_src >= per_source)
+		return ADMIT_SIGNUP_PER_SOURCE;
+	return ADMIT_SIGNUP_OK;
+}
+
+void admit_signup_record(struct admit_signups *l, const uint8_t key[16],
+			 const struct sockaddr_storage *src, int64_t now)
+{
+	unsigned j;
+
+	expire(l, now);
+	if (l->n == ADMIT_SIGNUP_LOG) {	/* checked before: cannot happen */
+		l->head = (l->head + 1) % ADMIT_SIGNUP_LOG;
+		l->n--;
+	}
+	j = (l->head + l->n++) % ADMIT_SIGNUP_LOG;
+	l->e[j].t = now;
+	memcpy(l->e[j].key, key, 16);
+	if (!as_v6(src, l->e[j].src))
+		memset(l->e[j].src, 0, 16);
+}

@@ -12,6 +12,8 @@
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
 #include <libssh/server.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>	/* glibc's tcp_info lacks tcpi_bytes_received */
 #include <poll.h>
 #include <signal.h>
 #include <sodium.h>
@@ -98,6 +100,7 @@ struct conn {
 	char peer_str[64];	/* for log lines */
 	time_t unused_since;	/* authenticated, with no channel since */
 	time_t last_rx;		/* the client last sent something */
+	uint64_t rx_bytes;	/* TCP bytes from it, as of last_rx */
 	time_t alive_sent;	/* our last keepalive */
 	unsigned alive_missed;	/* keepalives sent since last_rx */
 	ssh_event ev;		/* this connection's alone (see ev_poll) */
@@ -112,6 +115,7 @@ static struct {
 	int mgr;		/* manager socket */
 	pid_t mgr_pid;
 	struct keys_client kc;	/* the keys monitor */
+	struct admit_signups signups;	/* the last hour's */
 	struct worker_jail jail;	/* the clone user, suspended/ */
 	int susp_fd;		/* <state_dir>/suspended, opened as root */
 	int run_fd;		/* <state_dir>/run: the status table */
@@ -235,10 +239,6 @@ static void ev_poll(int timeout_ms)
 					     ev_w[who].ud);
 		} else if (S.conns[-1 - who]) {
 			/* connections are freed by tick() only */
-			if (pfd[j].revents & POLLIN) {
-				S.conns[-1 - who]->last_rx = time(NULL);
-				S.conns[-1 - who]->alive_missed = 0;
-			}
 			ssh_event_dopoll(S.conns[-1 - who]->ev, 0);
 			conn_messages(S.conns[-1 - who]);
 		}
@@ -1242,6 +1242,48 @@ static void auth_ask(struct conn *k, ssh_message m, uint32_t op)
 		keys_replace();
 }
 
+static void key_hash(ssh_key key, uint8_t out[16])
+{
+	char *b64 = NULL;
+
+	memset(out, 0, 16);
+	if (ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK)
+		return;
+	crypto_generichash(out, 16, (const unsigned char *)b64, strlen(b64),
+			   NULL, 0);
+	ssh_string_free_char(b64);
+}
+
+/* open_signup's limits: a name claimed is nobody else's, so one key or
+ * one address claims only so many an hour, and none while the host is at
+ * capacity (the name would be taken and its VM refused all the same). */
+static bool signup_allowed(struct conn *k, ssh_message m)
+{
+	static const char *const why[] = {
+		[ADMIT_SIGNUP_PER_KEY] = "signup_per_key_per_hour",
+		[ADMIT_SIGNUP_PER_SOURCE] = "signup_per_source_per_hour",
+		[ADMIT_SIGNUP_FULL] = "too many sign-ups in the last hour",
+	};
+	enum admit_signup_verdict v;
+	uint8_t h[16];
+
+	if (active_vms() >= S.cfg->vm.max_vms) {
+		log_info("signup: %s from %s refused: host at capacity",
+			 k->user, k->peer_str);
+		return false;
+	}
+	key_hash(msg_pubkey(m), h);
+	v = admit_signup_check(&S.signups, h, &k->peer, time(NULL),
+			       S.cfg->server.signup_per_key_per_hour,
+			       S.cfg->server.signup_per_source_per_hour);
+	if (v != ADMIT_SIGNUP_OK) {
+		log_info("signup: %s from %s refused: %s", k->user,
+			 k->peer_str, why[v]);
+		return false;
+	}
+	return true;
+}
+
 /* The keys monitor's answer for k's pending request (keys_done_fn). */
 static void keys_done(void *owner, int r)
 {
@@ -1256,9 +1298,14 @@ static void keys_done(void *owner, int r)
 		if (r < 0) {
 			auth_fail(k, m);
 		} else {
+			uint8_t h[16];
+
+			key_hash(msg_pubkey(m), h);
+			admit_signup_record(&S.signups, h, &k->peer,
+					    time(NULL));
 			fingerprint(msg_pubkey(m), fp, sizeof(fp));
-			log_info("signup: %s claimed with %s %s", k->user,
-				 type, fp);
+			log_info("signup: %s claimed with %s %s from %s",
+				 k->user, type, fp, k->peer_str);
 			auth_success(k, m);
 		}
 		goto more;
@@ -1278,6 +1325,10 @@ static void keys_done(void *owner, int r)
 		ssh_message_auth_reply_pk_ok_simple(m);
 		ssh_message_free(m);
 	} else if (r == -ENOENT) {
+		if (!signup_allowed(k, m)) {
+			auth_fail(k, m);
+			goto more;
+		}
 		auth_ask(k, m, KEYS_SIGNUP);
 		return;
 	} else {
@@ -1543,6 +1594,18 @@ static void write_status(void)
  * has gone silent (a phone that lost its network) is found by keepalives
  * as OpenSSH's ClientAliveInterval/CountMax do: sent only when the client
  * has sent nothing for an interval; any byte from it resets the count. */
+static uint64_t tcp_bytes_received(struct conn *k)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(ssh_get_fd(k->s), IPPROTO_TCP, TCP_INFO, &ti,
+		       &len) < 0)
+		return 0;
+	return ti.tcpi_bytes_received;
+}
+
 static void conn_timers(struct conn *k, int i, time_t now)
 {
 	const struct cfg *c = S.cfg;
@@ -1562,8 +1625,17 @@ static void conn_timers(struct conn *k, int i, time_t now)
 		k->dead = true;
 		return;
 	}
-	if (!c->server.client_alive_interval ||
-	    now - k->last_rx < (time_t)c->server.client_alive_interval ||
+	if (!c->server.client_alive_interval)
+		return;
+	/* Whoever read them (our loop, or libssh inside one of its calls,
+	 * which may take a keepalive's reply unseen), bytes from the client
+	 * prove it is there. */
+	if (tcp_bytes_received(k) != k->rx_bytes) {
+		k->rx_bytes = tcp_bytes_received(k);
+		k->last_rx = now;
+		k->alive_missed = 0;
+	}
+	if (now - k->last_rx < (time_t)c->server.client_alive_interval ||
 	    now - k->alive_sent < (time_t)c->server.client_alive_interval)
 		return;
 	if (k->alive_missed >= c->server.client_alive_count_max) {

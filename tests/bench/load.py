@@ -48,9 +48,7 @@ def main():
     load = os.getloadavg()
     res = {}
     with tempfile.TemporaryDirectory(prefix="clone-bench-load-") as tmp:
-        s = Server(tmp, max_vms=a.max_vms, detach=1, reap=2,
-                   server={"max_startups": 1000,
-                           "per_source_max_startups": 0})
+        s = Server(tmp, max_vms=a.max_vms, detach=1, reap=2)
         try:
             fds0 = s.fds()
             if s.ssh("warm", "true")[0] != 0:

@@ -88,8 +88,11 @@ def test_auth_tries_per_request(tmp):
                 break
         closed, _ = c.wait_closed(10)
         assert closed, "still connected"
+        # At most 3: the server closes with our later probes unread, so
+        # its kernel may reset the connection and drop the last answer.
         fails = c.types().count(MSG_USERAUTH_FAILURE)
-        assert fails == 3, f"{fails} failures answered"
+        assert 1 <= fails <= 3, f"{fails} failures answered"
+        s.log.expect(r"too many failures for nobody", 5)
         c.close()
     finally:
         s.close()
@@ -153,7 +156,7 @@ def test_keepalive_finds_silent_client(tmp):
         assert took < 8, took
         s.log.expect(r"vm alice: detached", 5)
     finally:
-        if p:
+        if p and p.poll() is None:
             os.kill(p.pid, signal.SIGCONT)
             p.kill()
             p.wait()
@@ -191,5 +194,56 @@ def test_kex_modern_only(tmp):
                 "-o", "KexAlgorithms=ecdh-sha2-nistp256")) + ["echo ok"],
             capture_output=True, text=True, timeout=60)
         assert (p.returncode, p.stdout) == (0, "ok\n"), p
+    finally:
+        s.close()
+
+
+def signup(s, user, key, source="127.0.0.1"):
+    p = subprocess.run(s.ssh_args(user, key, extra=("-b", source))
+                       + ["echo ok"], capture_output=True, text=True,
+                       timeout=120)
+    return p.returncode == 0 and p.stdout == "ok\n"
+
+
+def test_signup_limits(tmp):
+    """open_signup with 2 names a key and 3 an address an hour: a third
+    name for one key is refused, a fourth from one address too (another
+    address may), and no name is claimed while the host is at capacity.
+    A refused name is not claimed: its keys file does not exist."""
+    from sshharness import keygen
+    s = Server(tmp, max_vms=3, detach=1,
+               server={"signup_per_key_per_hour": 2,
+                       "signup_per_source_per_hour": 3})
+    try:
+        k1, k2, k3 = (keygen(os.path.join(tmp, n)) for n in "abc")
+        assert signup(s, "u1", k1)
+        assert signup(s, "u2", k1)
+        assert not signup(s, "u3", k1)
+        assert "u3 from 127.0.0.1" in s.log.text()
+        assert "refused: signup_per_key_per_hour" in s.log.text()
+        assert signup(s, "u3", k2)
+        assert not signup(s, "u4", k3)
+        assert "refused: signup_per_source_per_hour" in s.log.text()
+        assert not os.path.exists(os.path.join(s.users, "u4"))
+        # at capacity: 3 VMs held by running sessions
+        held = [subprocess.Popen(s.ssh_args(u, k) + ["sleep 120"],
+                                 stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+                for u, k in (("u1", k1), ("u2", k1), ("u3", k2))]
+        try:
+            for _ in range(3):
+                s.log.expect(r"session \d+ for u\d", 120)
+            assert not signup(s, "u5", k3, source="127.0.0.2")
+            s.log.expect(r"signup: u5 from 127.0.0.2:\d+ refused: host at "
+                         r"capacity", 10)
+            assert not os.path.exists(os.path.join(s.users, "u5"))
+        finally:
+            for p in held:
+                p.kill()
+                p.wait()
+        s.log.expect(r"vm u\d: detached", 30)
+        time.sleep(2)
+        assert signup(s, "u5", k3, source="127.0.0.2")
     finally:
         s.close()

@@ -89,11 +89,61 @@ static void test_sources(void **state)
 	assert_string_equal(buf, "10.");
 }
 
+static void test_signups(void **state)
+{
+	static struct admit_signups l;
+	struct sockaddr_storage a, b;
+	uint8_t k1[16] = { 1 }, k2[16] = { 2 }, k3[16] = { 3 };
+
+	(void)state;
+	v4(&a, "192.0.2.1", 1);
+	v4(&b, "192.0.2.2", 1);
+	/* two names a key, three an address */
+	assert_int_equal(admit_signup_check(&l, k1, &a, 1000, 2, 3),
+			 ADMIT_SIGNUP_OK);
+	admit_signup_record(&l, k1, &a, 1000);
+	admit_signup_record(&l, k1, &a, 1001);
+	assert_int_equal(admit_signup_check(&l, k1, &b, 1002, 2, 3),
+			 ADMIT_SIGNUP_PER_KEY);
+	assert_int_equal(admit_signup_check(&l, k2, &a, 1002, 2, 3),
+			 ADMIT_SIGNUP_OK);
+	admit_signup_record(&l, k2, &a, 1002);
+	assert_int_equal(admit_signup_check(&l, k3, &a, 1003, 2, 3),
+			 ADMIT_SIGNUP_PER_SOURCE);
+	/* the same address as IPv4-mapped IPv6 is the same source */
+	v6(&b, "::ffff:192.0.2.1", 9);
+	assert_int_equal(admit_signup_check(&l, k3, &b, 1003, 2, 3),
+			 ADMIT_SIGNUP_PER_SOURCE);
+	v4(&b, "192.0.2.2", 1);
+	assert_int_equal(admit_signup_check(&l, k3, &b, 1003, 2, 3),
+			 ADMIT_SIGNUP_OK);
+	/* an hour later they no longer count */
+	assert_int_equal(admit_signup_check(&l, k1, &a, 1000 + 3599, 2, 3),
+			 ADMIT_SIGNUP_PER_KEY);
+	assert_int_equal(admit_signup_check(&l, k1, &a, 1001 + 3600, 2, 3),
+			 ADMIT_SIGNUP_OK);
+	assert_int_equal(l.n, 1);
+	/* a full hour's log refuses everyone until it drains */
+	for (unsigned i = 0; l.n < ADMIT_SIGNUP_LOG; i++) {
+		uint8_t k[16] = { 0 };
+
+		memcpy(k, &i, sizeof(i));
+		k[15] = 0xee;
+		admit_signup_record(&l, k, &b, 5000);
+	}
+	assert_int_equal(admit_signup_check(&l, k3, &a, 5001, 100000, 100000),
+			 ADMIT_SIGNUP_FULL);
+	assert_int_equal(admit_signup_check(&l, k3, &a, 8600, 100000, 100000),
+			 ADMIT_SIGNUP_OK);
+	assert_int_equal(l.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_startups),
 		cmocka_unit_test(test_sources),
+		cmocka_unit_test(test_signups),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

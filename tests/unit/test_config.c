@@ -130,6 +130,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.server.client_alive_count_max, 3);
 	assert_string_equal(cfg.server.kex_algorithms,
 			    "curve25519-sha256,curve25519-sha256@libssh.org");
+	assert_int_equal(cfg.server.signup_per_key_per_hour, 3);
+	assert_int_equal(cfg.server.signup_per_source_per_hour, 10);
 	assert_string_equal(cfg.template.kernel, "build/guest/vmlinux");
 	assert_string_equal(cfg.template.initrd, "build/guest/initramfs.cpio");
 	assert_string_equal(cfg.template.cmdline, "");
