@@ -18,6 +18,13 @@
 /* Bytes one port may move per vcon_process() call, so that one busy port
  * cannot starve the others or the vCPU waiting on the lock. */
 #define PORT_BUDGET (256 * 1024)
+/* What a chain costs of that budget whatever its length: popping and
+ * pushing it is the work, so zero-length chains (which a guest can
+ * publish from its vCPU as fast as we take them) must count too, or one
+ * call never ends. At most PORT_BUDGET / PORT_CHAIN_COST chains a call. */
+#define PORT_CHAIN_COST 4096
+/* Control messages taken from the guest per call, for the same reason. */
+#define CTRL_BUDGET 64
 
 static unsigned rxq(unsigned port)
 {
@@ -182,15 +189,19 @@ static void handle_ctrl(struct vcon *c, const struct virtio_console_control *m)
 	}
 }
 
+static void kick(struct vcon *c);
+
 static void drain_ctrl(struct vcon *c)
 {
 	struct virtq *q = &c->t.vq[CTRL_TX];
 	struct virtq_chain ch;
 	int r;
 
-	while (q->ready && (r = virtq_pop(q, c->t.mem, &ch)) != 0) {
+	for (unsigned n = 0; n < CTRL_BUDGET; n++) {
 		struct virtio_console_control m;
 
+		if (!q->ready || (r = virtq_pop(q, c->t.mem, &ch)) == 0)
+			return;
 		if (r < 0) {
 			queue_error(c, CTRL_TX, r);
 			return;
@@ -205,6 +216,7 @@ static void drain_ctrl(struct vcon *c)
 		if (!virtio_mmio_live(&c->t))
 			return;
 	}
+	kick(c);	/* budget spent: the rest on the next call */
 }
 
 /* iovec over a chain's segments of one kind, starting off bytes in. */
@@ -228,6 +240,11 @@ static int chain_iov(const struct virtq_chain *ch, bool write, uint32_t off,
 		n++;
 	}
 	return n;
+}
+
+static uint32_t spend(uint32_t budget, uint32_t n)
+{
+	return n >= budget ? 0 : budget - n;
 }
 
 /* Wake the I/O thread: the vCPU saw a notify, or a port stopped on its
@@ -265,6 +282,7 @@ static void port_tx(struct vcon *c, unsigned nr)
 			}
 			p->tx_busy = true;
 			p->tx_off = 0;
+			budget = spend(budget, PORT_CHAIN_COST);
 		}
 		while (p->tx_off < p->tx.read_len) {
 			ssize_t n;
@@ -292,7 +310,7 @@ static void port_tx(struct vcon *c, unsigned nr)
 			}
 			p->tx_off += (uint32_t)n;
 			p->bytes_out += (uint64_t)n;
-			budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
+			budget = spend(budget, (uint32_t)n);
 		}
 		virtq_push(q, c->t.mem, &p->tx, 0);
 		p->tx_busy = false;
@@ -331,6 +349,7 @@ static void port_rx(struct vcon *c, unsigned nr)
 				return;
 			}
 			p->rx_busy = true;
+			budget = spend(budget, PORT_CHAIN_COST);
 			if (p->rx.write_len == 0) {
 				guest_error(c, "receive buffer on port %u has "
 					    "no writable space", nr);
@@ -355,7 +374,7 @@ static void port_rx(struct vcon *c, unsigned nr)
 		p->rx_busy = false;
 		p->bytes_in += (uint64_t)n;
 		c->pending_irq = 1;
-		budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
+		budget = spend(budget, (uint32_t)n);
 	}
 	if (!budget)
 		kick(c);
