@@ -155,6 +155,8 @@ static bool limit_pass(struct log_limit *l, enum log_level lvl)
 
 	if (lvl > log_max)
 		return false;
+	if (!l)
+		return true;
 	now = mono_ns();
 	pthread_mutex_lock(&l->lock);
 	if (now - l->window >= LOG_LIMIT_WINDOW_NS) {

@@ -47,7 +47,7 @@ void log_limit_init(struct log_limit *l, const char *what);
 void log_limit_destroy(struct log_limit *l);
 /* Say now how many lines were dropped, if any (the source is going). */
 void log_limit_flush(struct log_limit *l);
-/* log_warnx / log_warn / log_info / log_debug through l. */
+/* log_warnx / log_warn / log_info / log_debug through l (NULL: none). */
 void log_limit_warnx(struct log_limit *l, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void log_limit_warn(struct log_limit *l, const char *fmt, ...)

@@ -40,31 +40,21 @@ static void guest_error(struct vcon *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void guest_error(struct vcon *c, const char *fmt, ...)
 {
-	static unsigned budget = 16;
+	char msg[128];
+	va_list ap;
 
-	if (budget) {
-		char msg[128];
-		va_list ap;
-
-		budget--;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
-		log_warnx("virtio-console: guest error: %s", msg);
-	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_limit_warnx(c->glog, "virtio-console: guest error: %s", msg);
 	virtio_mmio_needs_reset(&c->t);
 }
 
 static void queue_error(struct vcon *c, unsigned q, int err)
 {
-	static unsigned budget = 16;
-
-	if (budget) {
-		budget--;
-		log_warnx("virtio-console: guest error on queue %u: %s; device "
-			  "stopped until reset", q,
-			  virtq_strerror((enum virtq_err)-err));
-	}
+	log_limit_warnx(c->glog, "virtio-console: guest error on queue %u: "
+			"%s; device stopped until reset", q,
+			virtq_strerror((enum virtq_err)-err));
 	virtio_mmio_needs_reset(&c->t);
 }
 
@@ -73,8 +63,9 @@ static void send_ctrl(struct vcon *c, uint32_t id, uint16_t event,
 {
 	struct vcon_ctrl_msg *m;
 	if (c->ctrl_len == VCON_CTRL_QUEUE) {
-		log_warnx("virtio-console: control queue full, event %u for "
-			  "port %u dropped", event, id);
+		/* The guest takes no control messages: its doing. */
+		log_limit_warnx(c->glog, "virtio-console: control queue full, "
+				"event %u for port %u dropped", event, id);
 		return;
 	}
 	m = &c->ctrl[(c->ctrl_head + c->ctrl_len++) % VCON_CTRL_QUEUE];
@@ -157,7 +148,8 @@ static void handle_ctrl(struct vcon *c, const struct virtio_console_control *m)
 	switch (m->event) {
 	case VIRTIO_CONSOLE_DEVICE_READY:
 		if (m->value != 1) {
-			log_warnx("virtio-console: guest driver failed to start");
+			log_limit_warnx(c->glog, "virtio-console: guest driver "
+					"failed to start");
 			return;
 		}
 		if (c->device_ready)
@@ -170,8 +162,8 @@ static void handle_ctrl(struct vcon *c, const struct virtio_console_control *m)
 		return;
 	case VIRTIO_CONSOLE_PORT_READY:
 		if (m->value != 1) {
-			log_warnx("virtio-console: guest failed to add port %u",
-				  m->id);
+			log_limit_warnx(c->glog, "virtio-console: guest failed "
+					"to add port %u", m->id);
 			return;
 		}
 		if (!p->guest_ready)
@@ -253,8 +245,10 @@ static void kick(struct vcon *c)
 {
 	uint64_t one = 1;
 
+	/* Every guest notify lands here: a failing eventfd must not turn
+	 * them into as many log lines. */
 	if (write(c->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("virtio-console: kick");
+		log_limit_warn(c->glog, "virtio-console: kick");
 }
 
 /* Guest to host: write the port's transmit buffers to out_fd. */
@@ -385,7 +379,7 @@ void vcon_process(struct vcon *c)
 	uint64_t v;
 
 	if (read(c->kick_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("virtio-console: kick");
+		log_limit_warn(c->glog, "virtio-console: kick");
 	pthread_mutex_lock(&c->t.lock);
 	if (virtio_mmio_live(&c->t)) {
 		drain_ctrl(c);
@@ -488,21 +482,34 @@ int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
 	c->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->kick_fd < 0)
 		return -errno;
+	log_limit_init(&c->own_log, "guest");
+	c->glog = &c->own_log;
 	r = virtio_mmio_init(&c->t, &vcon_ops, c, mem, base, gsi, irq,
 			     irq_opaque);
 	if (r < 0) {
 		close(c->kick_fd);
 		c->kick_fd = -1;
+		log_limit_destroy(&c->own_log);
 	}
 	return r;
 }
 
 void vcon_destroy(struct vcon *c)
 {
-	if (c->kick_fd >= 0)
+	/* kick_fd says whether vcon_init() succeeded (and not yet undone). */
+	if (c->kick_fd >= 0) {
 		close(c->kick_fd);
+		log_limit_flush(&c->own_log);
+		log_limit_destroy(&c->own_log);
+	}
 	c->kick_fd = -1;
+	c->glog = NULL;
 	virtio_mmio_destroy(&c->t);
+}
+
+void vcon_set_log_limit(struct vcon *c, struct log_limit *l)
+{
+	c->glog = l ? l : &c->own_log;
 }
 
 int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/log.h"
 #include "vmm/virtio_mmio.h"
 
 #define VCON_MAX_PORTS 16
@@ -77,6 +78,8 @@ struct vcon {
 	struct vcon_ctrl_msg ctrl[VCON_CTRL_QUEUE];
 	unsigned ctrl_head, ctrl_len;
 	uint32_t pending_irq;	/* used buffers pushed since the last interrupt */
+	struct log_limit own_log;	/* glog unless the owner gives one */
+	struct log_limit *glog;	/* every line the guest can cause */
 };
 
 /* Set up the device (ports added with vcon_add_port before the guest
@@ -84,6 +87,10 @@ struct vcon {
 int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
 	      uint32_t gsi, virtio_irq_fn irq, void *irq_opaque);
 void vcon_destroy(struct vcon *c);
+/* Lines the guest can cause (its errors, its driver's complaints) go
+ * through l, the VM's one limiter, which must outlive the device. Without
+ * this call the device uses a limiter of its own. Before the VM runs. */
+void vcon_set_log_limit(struct vcon *c, struct log_limit *l);
 
 /* Add port nr with the given host fds (-1: none). The device does not own
  * the fds. Once the guest driver is up, the port is hot-added (the guest

@@ -77,6 +77,97 @@ static void test_ctrl_messages_spend_budget(void **state)
 	assert_false(needs_reset(e));
 }
 
+static int saved_err = -1;
+static FILE *capture_f;
+
+/* stderr into a file while the guest floods (a pipe would fill up). */
+static void capture_start(void)
+{
+	capture_f = tmpfile();
+	assert_non_null(capture_f);
+	saved_err = dup(STDERR_FILENO);
+	assert_true(dup2(fileno(capture_f), STDERR_FILENO) >= 0);
+}
+
+static char *capture_end(void)
+{
+	long n;
+	char *buf;
+
+	dup2(saved_err, STDERR_FILENO);
+	close(saved_err);
+	n = ftell(capture_f);
+	buf = calloc(1, (size_t)n + 1);
+	assert_non_null(buf);
+	rewind(capture_f);
+	assert_int_equal(fread(buf, 1, (size_t)n, capture_f), (size_t)n);
+	fclose(capture_f);
+	return buf;
+}
+
+static unsigned lines(const char *s)
+{
+	unsigned n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* A driver that says 10,000 times it failed to start, and 10,000 times it
+ * failed to add a port (neither stops the device): the VM's limiter lets
+ * its burst through and counts the rest. */
+static void test_driver_complaints_are_rate_limited(void **state)
+{
+	struct env *e = *state;
+	struct log_limit l;
+	char *out;
+
+	log_init("t", LOG_INFO);
+	log_limit_init(&l, "guest");
+	vcon_set_log_limit(&e->c, &l);
+	capture_start();
+	for (unsigned i = 0; i < 10000; i++) {
+		guest_ctrl(e, BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 0);
+		guest_ctrl(e, 1, VIRTIO_CONSOLE_PORT_READY, 0);
+	}
+	out = capture_end();
+	assert_false(needs_reset(e));
+	assert_int_equal(lines(out), LOG_LIMIT_BURST);
+	assert_non_null(strstr(out, "guest driver failed to start"));
+	assert_int_equal(l.dropped, 20000 - LOG_LIMIT_BURST);
+	free(out);
+	vcon_set_log_limit(&e->c, NULL);
+	log_limit_destroy(&l);
+}
+
+/* Device errors go through the same limiter: a guest that breaks the
+ * device and resets it again and again is not heard every time. */
+static void test_device_errors_are_rate_limited(void **state)
+{
+	struct env *e = *state;
+	struct log_limit l;
+	char *out;
+
+	log_init("t", LOG_INFO);
+	log_limit_init(&l, "guest");
+	vcon_set_log_limit(&e->c, &l);
+	capture_start();
+	for (unsigned i = 0; i < 100; i++) {
+		guest_ctrl(e, 7, VIRTIO_CONSOLE_PORT_READY, 1);	/* no port 7 */
+		assert_true(needs_reset(e));
+		fg_wr(&e->c.t, VIRTIO_MMIO_STATUS, 0);
+		e->g.brk = FG_PAGE;	/* the new rings where the old were */
+		bring_up(e, false);
+	}
+	out = capture_end();
+	assert_int_equal(lines(out), LOG_LIMIT_BURST);
+	assert_int_equal(l.dropped, 100 - LOG_LIMIT_BURST);
+	free(out);
+	vcon_set_log_limit(&e->c, NULL);
+	log_limit_destroy(&l);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -84,6 +175,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_zero_length_tx_chains_spend_budget),
 		T(test_ctrl_messages_spend_budget),
+		T(test_driver_complaints_are_rate_limited),
+		T(test_device_errors_are_rate_limited),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
