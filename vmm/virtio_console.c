@@ -689,6 +689,62 @@ int vcon_save(const struct vcon *c, struct vcon_state *st)
 	return 0;
 }
 
+/* Why each kind of busy is settled the way it is:
+ * - Guest output held because the host end does not read (tx_busy): the
+ *   chain is completed as if written, its bytes dropped. The guest sees
+ *   what it sees when a port's reader goes away (vcon_detach_port), and
+ *   the bytes would be lost anyway: the worker exits after a suspend and
+ *   a resumed VM's ports get new host ends.
+ * - Control messages on a device that needs a reset, or whose driver has
+ *   not started: dropped. The driver has to reset the device before it
+ *   can take any, and a reset drops them (vcon_reset()) and announces
+ *   every port again.
+ * - Control messages a live driver leaves undelivered (no receive
+ *   buffers on the control queue): nothing. They carry port events
+ *   (DEVICE_ADD, PORT_NAME, PORT_OPEN) that the saved port state already
+ *   counts as said; dropping them restores a guest that never learns of
+ *   a port or its name, so no session could open on it, and marking the
+ *   device as needing a reset restores a console Linux cannot recover
+ *   (its driver has no reset handling): in both the user could never
+ *   reach the VM again. A driver that takes no control messages for the
+ *   whole wait has no working console anyway; the caller ends the VM. */
+int vcon_settle(struct vcon *c, char *why, size_t len)
+{
+	bool live = virtio_mmio_live(&c->t);
+	uint64_t dropped = 0;
+	unsigned held = 0, ctrl = c->ctrl_len;
+
+	if (ctrl && live) {
+		snprintf(why, len, "the guest took none of %u console control "
+			 "messages", ctrl);
+		return -EBUSY;
+	}
+	c->ctrl_head = c->ctrl_len = 0;
+	for (unsigned i = 0; i < VCON_MAX_PORTS; i++) {
+		struct vcon_port *p = &c->port[i];
+
+		if (!p->tx_busy)
+			continue;
+		held++;
+		dropped += p->tx.read_len - p->tx_off;
+		/* A device needing reset touches no ring: the reset frees
+		 * the chain. */
+		if (live) {
+			virtq_push(&c->t.vq[txq(i)], c->t.mem, &p->tx, 0);
+			c->pending_irq = 1;
+		}
+		p->tx_busy = p->tx_blocked = false;
+	}
+	if (c->pending_irq && live)
+		virtio_mmio_interrupt(&c->t, VIRTIO_INT_VRING);
+	c->pending_irq = 0;
+	snprintf(why, len, "%llu bytes of guest output nobody read (%u "
+		 "buffers) and %u control messages for a %s driver dropped",
+		 (unsigned long long)dropped, held, ctrl,
+		 live ? "live" : "stopped");
+	return 0;
+}
+
 int vcon_restore(struct vcon *c, const struct vcon_state *st)
 {
 	struct virtio_mmio *t = &c->t;

@@ -9,6 +9,7 @@
 
 #include <poll.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/log.h"
@@ -123,6 +124,14 @@ struct vcon_state;
 void vcon_lock(struct vcon *c);
 void vcon_unlock(struct vcon *c);
 int vcon_save(const struct vcon *c, struct vcon_state *st);
+/* The caller waited long enough for vcon_save() to stop saying -EBUSY (a
+ * guest can keep the device busy for ever). Lock held, vCPU paused.
+ * Settles what can be settled without the restored guest seeing a device
+ * other than the one it had (see the comment in virtio_console.c): 0 when
+ * vcon_save() will now succeed, with what was given up said in why; or
+ * -EBUSY when control messages a live driver never took remain, and why
+ * says so: no saved state would be true, the caller ends the VM. */
+int vcon_settle(struct vcon *c, char *why, size_t len);
 /* Before the VM runs, with the same ports added (new host fds). 0, or
  * -EINVAL if the state does not fit this device or guest memory. */
 int vcon_restore(struct vcon *c, const struct vcon_state *st);

@@ -31,6 +31,12 @@
 #define VIRTIO_CONSOLE_GSI 5
 #define MAX_FILE (512ULL << 20)		/* kernel/initrd size sanity bound */
 #define KICK_SIGNAL SIGUSR1
+/* How long a save waits for the console to finish what is in flight: a
+ * Linux guest takes its control messages as soon as its driver's work
+ * item runs, which under PVM's emulator (guest kernel code at ~1M
+ * instructions/s) takes far longer than on hardware. Generous, since what
+ * follows may end the VM: this is for guests that never will. */
+#define VM_QUIET_NS 5000000000ULL
 #define CMDLINE_BASE "reboot=k panic=-1 pci=off nomodule no_timer_check " \
 		     "random.trust_cpu=on"
 
@@ -41,6 +47,8 @@ struct vm {
 	 * messages, device errors, stray MMIO): one budget, so that no mix
 	 * of kinds floods the host's log. */
 	struct log_limit glog;
+	uint64_t quiet_ns;		/* capture(): how long the console may
+					 * stay busy before it is settled */
 	struct kvm_run *run;
 	size_t run_size;
 	struct gmem mem;
@@ -480,6 +488,7 @@ int vm_new(struct vm **out, char *err, size_t errlen)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	log_limit_init(&vm->glog, "guest");
+	vm->quiet_ns = VM_QUIET_NS;
 	agent_dec_init(&vm->dec);
 	vm->pvm = pvm_detect();
 	uart_init(&vm->uart, -1, vm_irq, vm);
@@ -1383,9 +1392,11 @@ static int restore_machine(struct vm *vm, const struct vm_snapshot *s)
 static int capture(struct vm *vm, struct vm_snapshot *snap, char *err,
 		   size_t errlen)
 {
+	uint64_t deadline = now_ns() + vm->quiet_ns;
+	char why[160];
 	int r;
 
-	for (int tries = 0;; tries++) {
+	for (;;) {
 		r = vm_pause(vm);
 		if (r < 0) {
 			snprintf(err, errlen, "the VM stopped: %s",
@@ -1396,14 +1407,34 @@ static int capture(struct vm *vm, struct vm_snapshot *snap, char *err,
 		r = vcon_save(&vm->con, &snap->con);
 		if (r != -EBUSY)
 			break;
+		/* A guest must not keep its VM from being saved by keeping
+		 * the console busy: past the deadline, settle the device or
+		 * end the VM (vcon_settle() says which and why). */
+		if (now_ns() >= deadline) {
+			r = vcon_settle(&vm->con, why, sizeof(why));
+			if (r == 0) {
+				log_warnx("vm: saving: console busy for %llu ms; "
+					  "%s", (unsigned long long)
+					  (vm->quiet_ns / 1000000), why);
+				r = vcon_save(&vm->con, &snap->con);
+				break;
+			}
+			vcon_unlock(&vm->con);
+			log_warnx("vm: saving: %s in %llu ms; VM ended", why,
+				  (unsigned long long)(vm->quiet_ns / 1000000));
+			vm_end(vm, VM_EXIT_ERROR, "could not be saved: %s", why);
+			snprintf(err, errlen, "VM ended: %s", why);
+			return r;
+		}
 		/* Bytes in flight: let the device finish them. */
 		vcon_unlock(&vm->con);
 		vm_resume(vm);
-		if (tries == 100) {
-			snprintf(err, errlen, "console never went quiet");
-			return r;
-		}
 		usleep(10000);
+	}
+	if (r < 0) {	/* vcon_save() has no other error; be sure */
+		vcon_unlock(&vm->con);
+		snprintf(err, errlen, "saving the console: %s", strerror(-r));
+		return r;
 	}
 	snap->mem_size = vm->mem.size;
 	snap->pvm = vm->pvm;

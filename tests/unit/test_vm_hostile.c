@@ -1,14 +1,17 @@
-/* What the VMM does with the agent's messages (vmm/vm.c's agent_input and
- * agent_message, static there: this file includes vm.c), on a VM made
- * without KVM: the agent port is a socket pair, nothing runs. A guest may
- * send any message as often as it likes; the host's log must not grow
- * with it. */
+/* What vmm/vm.c does with a hostile guest, on a VM made without KVM (this
+ * file includes vm.c for its static parts): the agent port is a socket
+ * pair, the console device runs on the fake guest's plain memory, and a
+ * thread parks where the vCPU thread would. A guest may send any message
+ * as often as it likes, and keep its console as busy as it likes: the
+ * host's log must not grow with it, nor its VM escape a suspend. */
 #include "vmm/vm.c"
 
 #include <sys/ioctl.h>
 #include <setjmp.h>
 #include <stddef.h>
 #include <cmocka.h>
+
+#include "tests/unit/fake_guest.h"
 
 /* A struct vm as vm_new() leaves it, minus KVM and the devices. */
 static struct vm *fake_vm(int *guest)
@@ -153,11 +156,136 @@ static void test_protocol_error_said_once(void **state)
 	free(out);
 }
 
+/* ---- a save against a guest that takes no control messages ---------- */
+
+#define MEM_SIZE (4 * 1024 * 1024)
+#define NQ (2 * (VCON_MAX_PORTS + 1))
+#define CTRL_TX 3
+
+static void no_irq(void *opaque, uint32_t gsi)
+{
+	(void)opaque;
+	(void)gsi;
+}
+
+/* Where the vCPU thread would be: it parks when asked to, and goes when
+ * the VM ends. */
+static void *parking_vcpu(void *arg)
+{
+	struct vm *vm = arg;
+
+	while (!vm->stopping) {
+		park(vm);
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static void *idle_io(void *arg)
+{
+	struct vm *vm = arg;
+	struct pollfd p = { .fd = vm->stop_fd, .events = POLLIN };
+
+	while (!vm->stopping)
+		poll(&p, 1, 100);
+	return NULL;
+}
+
+/* The guest's driver starts the console, tells it DEVICE_READY and posts
+ * no control receive buffers: the device's DEVICE_ADD stays queued. */
+static void hostile_console(struct vm *vm, struct fg *g, struct fg_vq *v,
+			    int *host)
+{
+	struct virtio_mmio *t = &vm->con.t;
+	uint8_t m[8] = { 0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0 };
+	int sv[2];
+
+	vm->mem = g->m;
+	assert_int_equal(vcon_init(&vm->con, &vm->mem, VIRTIO_BASE,
+				   VIRTIO_CONSOLE_GSI, no_irq, vm), 0);
+	vcon_set_log_limit(&vm->con, &vm->glog);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+				    sv), 0);
+	vm->port_fd[0] = sv[1];
+	*host = sv[0];
+	assert_int_equal(vcon_add_port(&vm->con, 0, NULL, true, sv[1], sv[1]),
+			 0);
+	fg_mmio_negotiate(t, 1ULL << VIRTIO_F_VERSION_1 |
+				     1ULL << VIRTIO_CONSOLE_F_MULTIPORT);
+	for (unsigned i = 0; i < NQ; i++) {
+		fg_vq_init(&v[i], g, 16);
+		fg_mmio_queue(t, i, &v[i]);
+	}
+	fg_wr(t, VIRTIO_MMIO_STATUS, FG_STATUS_LIVE);
+	fg_post_out(&v[CTRL_TX], m, sizeof(m));
+	fg_wr(t, VIRTIO_MMIO_QUEUE_NOTIFY, CTRL_TX);
+	vcon_process(&vm->con);
+	assert_int_equal(vm->con.ctrl_len, 1);
+}
+
+/* Suspending such a VM: the save waits its while, then ends the VM with a
+ * line saying why, rather than failing and being tried again for ever. */
+static void test_save_blocked_by_guest_ends_vm(void **state)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+	struct fg g;
+	struct fg_vq v[NQ];
+	char err[256], dir[] = "/tmp/clone-test-XXXXXX", *out;
+	struct vm *vm;
+	uint64_t t0, took;
+	int guest, host, r;
+
+	(void)state;
+	log_init("t", LOG_INFO);
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(KICK_SIGNAL, &sa, NULL), 0);
+	assert_non_null(mkdtemp(dir));
+	fg_init(&g, MEM_SIZE);
+	vm = fake_vm(&guest);
+	hostile_console(vm, &g, v, &host);
+	vm->quiet_ns = 300000000ULL;	/* VM_QUIET_NS is 5 s */
+	vm->run = calloc(1, sizeof(*vm->run));
+	assert_non_null(vm->run);
+	assert_int_equal(pthread_create(&vm->vcpu_thread, NULL, parking_vcpu,
+					vm), 0);
+	assert_int_equal(pthread_create(&vm->io_thread, NULL, idle_io, vm), 0);
+	vm->threads = true;
+
+	capture_start();
+	t0 = now_ns();
+	r = vm_suspend_to_disk(vm, dir, NULL, err, sizeof(err));
+	took = now_ns() - t0;
+	out = capture_end();
+	assert_true(r < 0);
+	assert_true(took >= vm->quiet_ns);
+	assert_true(took < 10 * vm->quiet_ns);
+	assert_int_equal(vm_exit_reason(vm), VM_EXIT_ERROR);
+	assert_int_equal(vm_state(vm), VM_STOPPED);
+	assert_non_null(strstr(vm_exit_detail(vm), "control messages"));
+	assert_non_null(strstr(err, "VM ended"));
+	assert_int_equal(lines(out), 1);
+	assert_non_null(strstr(out, "t: vm: saving: the guest took none of 1 "
+				    "console control messages in 300 ms; VM "
+				    "ended\n"));
+	free(out);
+
+	vm_stop(vm);
+	free(vm->run);
+	vm->run = NULL;
+	vm->mem.host = NULL;	/* the fake guest's, not a mapping */
+	vm_free(vm);
+	fg_free(&g);
+	close(guest);
+	close(host);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_message_flood_is_bounded),
 		cmocka_unit_test(test_protocol_error_said_once),
+		cmocka_unit_test(test_save_blocked_by_guest_ends_vm),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
