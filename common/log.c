@@ -1,9 +1,11 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char log_tag[64] = "clone";
@@ -18,6 +20,15 @@ void log_init(const char *tag, enum log_level max)
 void log_set_tag(const char *tag)
 {
 	snprintf(log_tag, sizeof(log_tag), "%s", tag);
+}
+
+void log_set_tagf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(log_tag, sizeof(log_tag), fmt, ap);
+	va_end(ap);
 }
 
 enum log_level log_level(void)
@@ -92,3 +103,92 @@ void fatalx(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+/* ---- rate-limited lines ------------------------------------------------ */
+
+void log_limit_init(struct log_limit *l, const char *what)
+{
+	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->lock, NULL);
+	l->what = what;
+}
+
+void log_limit_destroy(struct log_limit *l)
+{
+	pthread_mutex_destroy(&l->lock);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void say_dropped(const struct log_limit *l, unsigned n)
+{
+	log_warnx("%s: %u log lines dropped (more than %d in %llu s)",
+		  l->what ? l->what : "peer", n, LOG_LIMIT_BURST,
+		  LOG_LIMIT_WINDOW_NS / 1000000000ULL);
+}
+
+void log_limit_flush(struct log_limit *l)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&l->lock);
+	n = l->dropped;
+	l->dropped = 0;
+	pthread_mutex_unlock(&l->lock);
+	if (n)
+		say_dropped(l, n);
+}
+
+/* Whether a line of level lvl may go out now. The count of what an ended
+ * window dropped goes out first, so that it precedes the line after. */
+static bool limit_pass(struct log_limit *l, enum log_level lvl)
+{
+	unsigned ended = 0;
+	uint64_t now;
+	bool pass;
+
+	if (lvl > log_max)
+		return false;
+	if (!l)
+		return true;
+	now = mono_ns();
+	pthread_mutex_lock(&l->lock);
+	if (now - l->window >= LOG_LIMIT_WINDOW_NS) {
+		ended = l->dropped;
+		l->window = now;
+		l->lines = l->dropped = 0;
+	}
+	pass = l->lines < LOG_LIMIT_BURST;
+	if (pass)
+		l->lines++;
+	else
+		l->dropped++;
+	pthread_mutex_unlock(&l->lock);
+	if (ended)
+		say_dropped(l, ended);
+	return pass;
+}
+
+#define LOG_LIMIT_FN(name, lvl, with_errno)                                  \
+	void name(struct log_limit *l, const char *fmt, ...)                 \
+	{                                                                    \
+		int saved = errno;                                           \
+		va_list ap;                                                  \
+		if (limit_pass(l, lvl)) {                                    \
+			va_start(ap, fmt);                                   \
+			vlog(lvl, with_errno ? saved : 0, fmt, ap);          \
+			va_end(ap);                                          \
+		}                                                            \
+		errno = saved;                                               \
+	}
+
+LOG_LIMIT_FN(log_limit_warn, LOG_WARNING, 1)
+LOG_LIMIT_FN(log_limit_warnx, LOG_WARNING, 0)
+LOG_LIMIT_FN(log_limit_info, LOG_INFO, 0)
+LOG_LIMIT_FN(log_limit_debug, LOG_DEBUG, 0)

@@ -18,6 +18,13 @@
 /* Bytes one port may move per vcon_process() call, so that one busy port
  * cannot starve the others or the vCPU waiting on the lock. */
 #define PORT_BUDGET (256 * 1024)
+/* What a chain costs of that budget whatever its length: popping and
+ * pushing it is the work, so zero-length chains (which a guest can
+ * publish from its vCPU as fast as we take them) must count too, or one
+ * call never ends. At most PORT_BUDGET / PORT_CHAIN_COST chains a call. */
+#define PORT_CHAIN_COST 4096
+/* Control messages taken from the guest per call, for the same reason. */
+#define CTRL_BUDGET 64
 
 static unsigned rxq(unsigned port)
 {
@@ -33,31 +40,21 @@ static void guest_error(struct vcon *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void guest_error(struct vcon *c, const char *fmt, ...)
 {
-	static unsigned budget = 16;
+	char msg[128];
+	va_list ap;
 
-	if (budget) {
-		char msg[128];
-		va_list ap;
-
-		budget--;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
-		log_warnx("virtio-console: guest error: %s", msg);
-	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_limit_warnx(c->glog, "virtio-console: guest error: %s", msg);
 	virtio_mmio_needs_reset(&c->t);
 }
 
 static void queue_error(struct vcon *c, unsigned q, int err)
 {
-	static unsigned budget = 16;
-
-	if (budget) {
-		budget--;
-		log_warnx("virtio-console: guest error on queue %u: %s; device "
-			  "stopped until reset", q,
-			  virtq_strerror((enum virtq_err)-err));
-	}
+	log_limit_warnx(c->glog, "virtio-console: guest error on queue %u: "
+			"%s; device stopped until reset", q,
+			virtq_strerror((enum virtq_err)-err));
 	virtio_mmio_needs_reset(&c->t);
 }
 
@@ -66,8 +63,9 @@ static void send_ctrl(struct vcon *c, uint32_t id, uint16_t event,
 {
 	struct vcon_ctrl_msg *m;
 	if (c->ctrl_len == VCON_CTRL_QUEUE) {
-		log_warnx("virtio-console: control queue full, event %u for "
-			  "port %u dropped", event, id);
+		/* The guest takes no control messages: its doing. */
+		log_limit_warnx(c->glog, "virtio-console: control queue full, "
+				"event %u for port %u dropped", event, id);
 		return;
 	}
 	m = &c->ctrl[(c->ctrl_head + c->ctrl_len++) % VCON_CTRL_QUEUE];
@@ -150,7 +148,8 @@ static void handle_ctrl(struct vcon *c, const struct virtio_console_control *m)
 	switch (m->event) {
 	case VIRTIO_CONSOLE_DEVICE_READY:
 		if (m->value != 1) {
-			log_warnx("virtio-console: guest driver failed to start");
+			log_limit_warnx(c->glog, "virtio-console: guest driver "
+					"failed to start");
 			return;
 		}
 		if (c->device_ready)
@@ -163,8 +162,8 @@ static void handle_ctrl(struct vcon *c, const struct virtio_console_control *m)
 		return;
 	case VIRTIO_CONSOLE_PORT_READY:
 		if (m->value != 1) {
-			log_warnx("virtio-console: guest failed to add port %u",
-				  m->id);
+			log_limit_warnx(c->glog, "virtio-console: guest failed "
+					"to add port %u", m->id);
 			return;
 		}
 		if (!p->guest_ready)
@@ -182,15 +181,19 @@ static void handle_ctrl(struct vcon *c, const struct virtio_console_control *m)
 	}
 }
 
+static void kick(struct vcon *c);
+
 static void drain_ctrl(struct vcon *c)
 {
 	struct virtq *q = &c->t.vq[CTRL_TX];
 	struct virtq_chain ch;
 	int r;
 
-	while (q->ready && (r = virtq_pop(q, c->t.mem, &ch)) != 0) {
+	for (unsigned n = 0; n < CTRL_BUDGET; n++) {
 		struct virtio_console_control m;
 
+		if (!q->ready || (r = virtq_pop(q, c->t.mem, &ch)) == 0)
+			return;
 		if (r < 0) {
 			queue_error(c, CTRL_TX, r);
 			return;
@@ -205,6 +208,7 @@ static void drain_ctrl(struct vcon *c)
 		if (!virtio_mmio_live(&c->t))
 			return;
 	}
+	kick(c);	/* budget spent: the rest on the next call */
 }
 
 /* iovec over a chain's segments of one kind, starting off bytes in. */
@@ -230,14 +234,21 @@ static int chain_iov(const struct virtq_chain *ch, bool write, uint32_t off,
 	return n;
 }
 
+static uint32_t spend(uint32_t budget, uint32_t n)
+{
+	return n >= budget ? 0 : budget - n;
+}
+
 /* Wake the I/O thread: the vCPU saw a notify, or a port stopped on its
  * budget with work left that no fd will announce. */
 static void kick(struct vcon *c)
 {
 	uint64_t one = 1;
 
+	/* Every guest notify lands here: a failing eventfd must not turn
+	 * them into as many log lines. */
 	if (write(c->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("virtio-console: kick");
+		log_limit_warn(c->glog, "virtio-console: kick");
 }
 
 /* Guest to host: write the port's transmit buffers to out_fd. */
@@ -265,6 +276,7 @@ static void port_tx(struct vcon *c, unsigned nr)
 			}
 			p->tx_busy = true;
 			p->tx_off = 0;
+			budget = spend(budget, PORT_CHAIN_COST);
 		}
 		while (p->tx_off < p->tx.read_len) {
 			ssize_t n;
@@ -292,7 +304,7 @@ static void port_tx(struct vcon *c, unsigned nr)
 			}
 			p->tx_off += (uint32_t)n;
 			p->bytes_out += (uint64_t)n;
-			budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
+			budget = spend(budget, (uint32_t)n);
 		}
 		virtq_push(q, c->t.mem, &p->tx, 0);
 		p->tx_busy = false;
@@ -331,6 +343,7 @@ static void port_rx(struct vcon *c, unsigned nr)
 				return;
 			}
 			p->rx_busy = true;
+			budget = spend(budget, PORT_CHAIN_COST);
 			if (p->rx.write_len == 0) {
 				guest_error(c, "receive buffer on port %u has "
 					    "no writable space", nr);
@@ -355,7 +368,7 @@ static void port_rx(struct vcon *c, unsigned nr)
 		p->rx_busy = false;
 		p->bytes_in += (uint64_t)n;
 		c->pending_irq = 1;
-		budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
+		budget = spend(budget, (uint32_t)n);
 	}
 	if (!budget)
 		kick(c);
@@ -366,7 +379,7 @@ void vcon_process(struct vcon *c)
 	uint64_t v;
 
 	if (read(c->kick_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("virtio-console: kick");
+		log_limit_warn(c->glog, "virtio-console: kick");
 	pthread_mutex_lock(&c->t.lock);
 	if (virtio_mmio_live(&c->t)) {
 		drain_ctrl(c);
@@ -469,21 +482,34 @@ int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
 	c->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->kick_fd < 0)
 		return -errno;
+	log_limit_init(&c->own_log, "guest");
+	c->glog = &c->own_log;
 	r = virtio_mmio_init(&c->t, &vcon_ops, c, mem, base, gsi, irq,
 			     irq_opaque);
 	if (r < 0) {
 		close(c->kick_fd);
 		c->kick_fd = -1;
+		log_limit_destroy(&c->own_log);
 	}
 	return r;
 }
 
 void vcon_destroy(struct vcon *c)
 {
-	if (c->kick_fd >= 0)
+	/* kick_fd says whether vcon_init() succeeded (and not yet undone). */
+	if (c->kick_fd >= 0) {
 		close(c->kick_fd);
+		log_limit_flush(&c->own_log);
+		log_limit_destroy(&c->own_log);
+	}
 	c->kick_fd = -1;
+	c->glog = NULL;
 	virtio_mmio_destroy(&c->t);
+}
+
+void vcon_set_log_limit(struct vcon *c, struct log_limit *l)
+{
+	c->glog = l ? l : &c->own_log;
 }
 
 int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,
@@ -660,6 +686,62 @@ int vcon_save(const struct vcon *c, struct vcon_state *st)
 	st->cfg_rows = c->cfg_rows;
 	st->cfg_cols = c->cfg_cols;
 	st->device_ready = c->device_ready;
+	return 0;
+}
+
+/* Why each kind of busy is settled the way it is:
+ * - Guest output held because the host end does not read (tx_busy): the
+ *   chain is completed as if written, its bytes dropped. The guest sees
+ *   what it sees when a port's reader goes away (vcon_detach_port), and
+ *   the bytes would be lost anyway: the worker exits after a suspend and
+ *   a resumed VM's ports get new host ends.
+ * - Control messages on a device that needs a reset, or whose driver has
+ *   not started: dropped. The driver has to reset the device before it
+ *   can take any, and a reset drops them (vcon_reset()) and announces
+ *   every port again.
+ * - Control messages a live driver leaves undelivered (no receive
+ *   buffers on the control queue): nothing. They carry port events
+ *   (DEVICE_ADD, PORT_NAME, PORT_OPEN) that the saved port state already
+ *   counts as said; dropping them restores a guest that never learns of
+ *   a port or its name, so no session could open on it, and marking the
+ *   device as needing a reset restores a console Linux cannot recover
+ *   (its driver has no reset handling): in both the user could never
+ *   reach the VM again. A driver that takes no control messages for the
+ *   whole wait has no working console anyway; the caller ends the VM. */
+int vcon_settle(struct vcon *c, char *why, size_t len)
+{
+	bool live = virtio_mmio_live(&c->t);
+	uint64_t dropped = 0;
+	unsigned held = 0, ctrl = c->ctrl_len;
+
+	if (ctrl && live) {
+		snprintf(why, len, "the guest took none of %u console control "
+			 "messages", ctrl);
+		return -EBUSY;
+	}
+	c->ctrl_head = c->ctrl_len = 0;
+	for (unsigned i = 0; i < VCON_MAX_PORTS; i++) {
+		struct vcon_port *p = &c->port[i];
+
+		if (!p->tx_busy)
+			continue;
+		held++;
+		dropped += p->tx.read_len - p->tx_off;
+		/* A device needing reset touches no ring: the reset frees
+		 * the chain. */
+		if (live) {
+			virtq_push(&c->t.vq[txq(i)], c->t.mem, &p->tx, 0);
+			c->pending_irq = 1;
+		}
+		p->tx_busy = p->tx_blocked = false;
+	}
+	if (c->pending_irq && live)
+		virtio_mmio_interrupt(&c->t, VIRTIO_INT_VRING);
+	c->pending_irq = 0;
+	snprintf(why, len, "%llu bytes of guest output nobody read (%u "
+		 "buffers) and %u control messages for a %s driver dropped",
+		 (unsigned long long)dropped, held, ctrl,
+		 live ? "live" : "stopped");
 	return 0;
 }
 

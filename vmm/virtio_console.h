@@ -9,8 +9,10 @@
 
 #include <poll.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "common/log.h"
 #include "vmm/virtio_mmio.h"
 
 #define VCON_MAX_PORTS 16
@@ -77,6 +79,8 @@ struct vcon {
 	struct vcon_ctrl_msg ctrl[VCON_CTRL_QUEUE];
 	unsigned ctrl_head, ctrl_len;
 	uint32_t pending_irq;	/* used buffers pushed since the last interrupt */
+	struct log_limit own_log;	/* glog unless the owner gives one */
+	struct log_limit *glog;	/* every line the guest can cause */
 };
 
 /* Set up the device (ports added with vcon_add_port before the guest
@@ -84,6 +88,10 @@ struct vcon {
 int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
 	      uint32_t gsi, virtio_irq_fn irq, void *irq_opaque);
 void vcon_destroy(struct vcon *c);
+/* Lines the guest can cause (its errors, its driver's complaints) go
+ * through l, the VM's one limiter, which must outlive the device. Without
+ * this call the device uses a limiter of its own. Before the VM runs. */
+void vcon_set_log_limit(struct vcon *c, struct log_limit *l);
 
 /* Add port nr with the given host fds (-1: none). The device does not own
  * the fds. Once the guest driver is up, the port is hot-added (the guest
@@ -116,6 +124,14 @@ struct vcon_state;
 void vcon_lock(struct vcon *c);
 void vcon_unlock(struct vcon *c);
 int vcon_save(const struct vcon *c, struct vcon_state *st);
+/* The caller waited long enough for vcon_save() to stop saying -EBUSY (a
+ * guest can keep the device busy for ever). Lock held, vCPU paused.
+ * Settles what can be settled without the restored guest seeing a device
+ * other than the one it had (see the comment in virtio_console.c): 0 when
+ * vcon_save() will now succeed, with what was given up said in why; or
+ * -EBUSY when control messages a live driver never took remain, and why
+ * says so: no saved state would be true, the caller ends the VM. */
+int vcon_settle(struct vcon *c, char *why, size_t len);
 /* Before the VM runs, with the same ports added (new host fds). 0, or
  * -EINVAL if the state does not fit this device or guest memory. */
 int vcon_restore(struct vcon *c, const struct vcon_state *st);

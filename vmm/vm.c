@@ -31,14 +31,24 @@
 #define VIRTIO_CONSOLE_GSI 5
 #define MAX_FILE (512ULL << 20)		/* kernel/initrd size sanity bound */
 #define KICK_SIGNAL SIGUSR1
+/* How long a save waits for the console to finish what is in flight: a
+ * Linux guest takes its control messages as soon as its driver's work
+ * item runs, which under PVM's emulator (guest kernel code at ~1M
+ * instructions/s) takes far longer than on hardware. Generous, since what
+ * follows may end the VM: this is for guests that never will. */
+#define VM_QUIET_NS 5000000000ULL
 #define CMDLINE_BASE "reboot=k panic=-1 pci=off nomodule no_timer_check " \
 		     "random.trust_cpu=on"
 
 struct vm {
 	int kvm_fd, vm_fd, vcpu_fd, mem_fd;
 	int pagemap_fd;		/* /proc/self/pagemap, opened while we may */
-	uint64_t log_window;		/* guest_log(): this window's start */
-	unsigned log_lines, log_dropped;	/* ...and its counts */
+	/* Every log line the guest can cause, whatever its kind (agent
+	 * messages, device errors, stray MMIO): one budget, so that no mix
+	 * of kinds floods the host's log. */
+	struct log_limit glog;
+	uint64_t quiet_ns;		/* capture(): how long the console may
+					 * stay busy before it is settled */
 	struct kvm_run *run;
 	size_t run_size;
 	struct gmem mem;
@@ -92,8 +102,10 @@ static void notify_owner(struct vm *vm)
 {
 	uint64_t one = 1;
 
+	/* Guest messages (READY, ACK, EXITED) land here as often as it
+	 * sends them. */
 	if (write(vm->event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("vm: event");
+		log_limit_warn(&vm->glog, "vm: event");
 }
 
 /* Record why the VM ends (first reason wins) and make everything stop. */
@@ -130,8 +142,8 @@ static void vm_irq(void *opaque, uint32_t gsi)
 
 	/* An edge: the virtio-mmio and UART lines are edge-triggered ISA
 	 * interrupts on the in-kernel PIC/IOAPIC. */
-	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0)
-		log_warn("vm: KVM_IRQ_LINE %u", gsi);
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0)	/* per guest kick */
+		log_limit_warn(&vm->glog, "vm: KVM_IRQ_LINE %u", gsi);
 	l.level = 0;
 	ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
 }
@@ -475,6 +487,8 @@ int vm_new(struct vm **out, char *err, size_t errlen)
 	vm->power_intent = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
+	log_limit_init(&vm->glog, "guest");
+	vm->quiet_ns = VM_QUIET_NS;
 	agent_dec_init(&vm->dec);
 	vm->pvm = pvm_detect();
 	uart_init(&vm->uart, -1, vm_irq, vm);
@@ -501,6 +515,7 @@ int vm_new(struct vm **out, char *err, size_t errlen)
 		snprintf(err, errlen, "virtio-console: %s", strerror(-r));
 		goto fail;
 	}
+	vcon_set_log_limit(&vm->con, &vm->glog);
 	/* The agent's port: a socket pair, our end read by the I/O thread. */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
 		       sv) < 0) {
@@ -650,9 +665,9 @@ static void mmio(struct vm *vm, struct kvm_run *run)
 	}
 	if (!run->mmio.is_write)
 		memset(run->mmio.data, 0xff, len);
-	log_debug("vm: MMIO %s of %u bytes at 0x%llx: nothing there",
-		  run->mmio.is_write ? "write" : "read", len,
-		  (unsigned long long)a);
+	log_limit_debug(&vm->glog, "vm: MMIO %s of %u bytes at 0x%llx: "
+			"nothing there", run->mmio.is_write ? "write" : "read",
+			len, (unsigned long long)a);
 }
 
 static void emulation_failure(struct vm *vm)
@@ -796,7 +811,8 @@ static void send_identity(struct vm *vm)
 	vm->identity_sent = true;
 	/* One small frame into an empty socket buffer: it fits. */
 	if (n < 0 || send(vm->agent_fd, frame, (size_t)n, MSG_NOSIGNAL) != n)
-		log_warnx("agent: could not send the identity");
+		log_limit_warnx(&vm->glog, "agent: could not send the "
+				"identity");
 	sodium_memzero(frame, sizeof(frame));
 }
 
@@ -820,7 +836,7 @@ static void session_exited(struct vm *vm, const struct agent_msg *m)
 	uint32_t id;
 
 	if (m->len != 6) {
-		log_warnx("agent: bad exit message");
+		log_limit_warnx(&vm->glog, "agent: bad exit message");
 		return;
 	}
 	id = (uint32_t)agent_le_get(m->payload, 4);
@@ -853,31 +869,13 @@ static void send_time(struct vm *vm)
 		log_warnx("agent: could not send the time");
 }
 
-/* A guest may say what it likes, but not flood the host's log: at most
- * GUEST_LOG_BURST lines per GUEST_LOG_WINDOW, then one line saying how
- * many were dropped. */
-#define GUEST_LOG_BURST 20
-#define GUEST_LOG_WINDOW 10000000000ULL	/* ns */
-
+/* A guest may say what it likes, but not flood the host's log: every
+ * line below goes through the VM's limiter (common/log.h). A guest can
+ * repeat any message, READY and ACK included, as often as it likes. */
 static void guest_log(struct vm *vm, const struct agent_msg *m)
 {
-	uint64_t now = since_start(vm);
-
-	if (now - vm->log_window >= GUEST_LOG_WINDOW) {
-		if (vm->log_dropped)
-			log_warnx("guest: %u log lines dropped (more than %d "
-				  "in %llu s)", vm->log_dropped,
-				  GUEST_LOG_BURST,
-				  GUEST_LOG_WINDOW / 1000000000ULL);
-		vm->log_window = now;
-		vm->log_lines = vm->log_dropped = 0;
-	}
-	if (vm->log_lines++ >= GUEST_LOG_BURST) {
-		vm->log_dropped++;
-		return;
-	}
-	log_info("guest: %.*s", (int)(m->len > 200 ? 200 : m->len),
-		 m->payload);
+	log_limit_info(&vm->glog, "guest: %.*s",
+		       (int)(m->len > 200 ? 200 : m->len), m->payload);
 }
 
 static void agent_message(struct vm *vm, const struct agent_msg *m)
@@ -891,14 +889,14 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 		}
 		send_identity(vm);
 		pthread_mutex_unlock(&vm->lock);
-		log_info("guest agent ready (%.*s) %.1f s after start",
-			 (int)(m->len > 64 ? 64 : m->len), m->payload,
-			 (double)vm->stats.ready_ns / 1e9);
+		log_limit_info(&vm->glog, "guest agent ready (%.*s) %.1f s "
+			       "after start", (int)(m->len > 64 ? 64 : m->len),
+			       m->payload, (double)vm->stats.ready_ns / 1e9);
 		notify_owner(vm);
 		return;
 	case AGENT_MSG_POWER:
 		if (m->len != 1 || m->payload[0] > AGENT_POWER_REBOOT) {
-			log_warnx("agent: bad power message");
+			log_limit_warnx(&vm->glog, "agent: bad power message");
 			return;
 		}
 		vm->power_intent = m->payload[0];
@@ -907,20 +905,21 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 		return;
 	case AGENT_MSG_ACK:
 		if (m->len < 1 || m->payload[0] != 0) {
-			log_warnx("agent refused the identity: %.*s",
-				  m->len > 1 ? (int)(m->len > 200 ? 199 :
-						     m->len - 1) : 0,
-				  m->payload + 1);
+			log_limit_warnx(&vm->glog, "agent refused the "
+					"identity: %.*s", m->len > 1 ?
+					(int)(m->len > 200 ? 199 : m->len - 1) :
+					0, m->payload + 1);
 			return;
 		}
 		pthread_mutex_lock(&vm->lock);
 		vm->identity_acked = true;
 		vm->stats.ack_ns = since_start(vm);
 		pthread_mutex_unlock(&vm->lock);
-		log_info("guest identity applied %.1f ms after start (guest: "
-			 "%.*s)", (double)vm->stats.ack_ns / 1e6,
-			 m->len > 1 ? (int)(m->len > 64 ? 63 : m->len - 1) : 0,
-			 m->payload + 1);
+		log_limit_info(&vm->glog, "guest identity applied %.1f ms "
+			       "after start (guest: %.*s)",
+			       (double)vm->stats.ack_ns / 1e6, m->len > 1 ?
+			       (int)(m->len > 64 ? 63 : m->len - 1) : 0,
+			       m->payload + 1);
 		notify_owner(vm);
 		return;
 	case AGENT_MSG_EXITED:
@@ -937,7 +936,8 @@ static void agent_message(struct vm *vm, const struct agent_msg *m)
 	case AGENT_MSG_MAX:
 		break;
 	}
-	log_warnx("agent: unexpected message type %u", m->type);
+	log_limit_warnx(&vm->glog, "agent: unexpected message type %u",
+			m->type);
 }
 
 static void agent_input(struct vm *vm)
@@ -961,8 +961,8 @@ static void agent_input(struct vm *vm)
 		if (r < 0) {
 			/* A broken stream from the guest: stop listening to
 			 * it, the VM itself carries on. */
-			log_warnx("agent: protocol error: %s; agent port "
-				  "closed", strerror(-r));
+			log_limit_warnx(&vm->glog, "agent: protocol error: "
+					"%s; agent port closed", strerror(-r));
 			close(vm->agent_fd);
 			vm->agent_fd = -1;
 			return;
@@ -1196,6 +1196,8 @@ void vm_free(struct vm *vm)
 	close_fd(&vm->pagemap_fd);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
+	log_limit_flush(&vm->glog);
+	log_limit_destroy(&vm->glog);
 	sodium_memzero(&vm->identity, sizeof(vm->identity));
 	free(vm);
 }
@@ -1390,9 +1392,11 @@ static int restore_machine(struct vm *vm, const struct vm_snapshot *s)
 static int capture(struct vm *vm, struct vm_snapshot *snap, char *err,
 		   size_t errlen)
 {
+	uint64_t deadline = now_ns() + vm->quiet_ns;
+	char why[160];
 	int r;
 
-	for (int tries = 0;; tries++) {
+	for (;;) {
 		r = vm_pause(vm);
 		if (r < 0) {
 			snprintf(err, errlen, "the VM stopped: %s",
@@ -1403,14 +1407,34 @@ static int capture(struct vm *vm, struct vm_snapshot *snap, char *err,
 		r = vcon_save(&vm->con, &snap->con);
 		if (r != -EBUSY)
 			break;
+		/* A guest must not keep its VM from being saved by keeping
+		 * the console busy: past the deadline, settle the device or
+		 * end the VM (vcon_settle() says which and why). */
+		if (now_ns() >= deadline) {
+			r = vcon_settle(&vm->con, why, sizeof(why));
+			if (r == 0) {
+				log_warnx("vm: saving: console busy for %llu ms; "
+					  "%s", (unsigned long long)
+					  (vm->quiet_ns / 1000000), why);
+				r = vcon_save(&vm->con, &snap->con);
+				break;
+			}
+			vcon_unlock(&vm->con);
+			log_warnx("vm: saving: %s in %llu ms; VM ended", why,
+				  (unsigned long long)(vm->quiet_ns / 1000000));
+			vm_end(vm, VM_EXIT_ERROR, "could not be saved: %s", why);
+			snprintf(err, errlen, "VM ended: %s", why);
+			return r;
+		}
 		/* Bytes in flight: let the device finish them. */
 		vcon_unlock(&vm->con);
 		vm_resume(vm);
-		if (tries == 100) {
-			snprintf(err, errlen, "console never went quiet");
-			return r;
-		}
 		usleep(10000);
+	}
+	if (r < 0) {	/* vcon_save() has no other error; be sure */
+		vcon_unlock(&vm->con);
+		snprintf(err, errlen, "saving the console: %s", strerror(-r));
+		return r;
 	}
 	snap->mem_size = vm->mem.size;
 	snap->pvm = vm->pvm;

@@ -335,13 +335,14 @@ static int worker_main(const struct template *t,
 	struct vm *vm = NULL;
 	struct vm_stats st;
 	char err[256];
+	const char *who;
 	uint64_t t0;
 	int term, r, smaps = -1;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	sandbox_no_dumps();
 	close_fds_except(ctl, t->mem_fd);
-	log_set_tag("clone[worker]");
+	log_set_tagf("clone[vm %d]", (int)getpid());
 	/* Everything that does not depend on who connects, done ahead. */
 	r = vm_new(&vm, err, sizeof(err));
 	if (r < 0) {
@@ -371,6 +372,12 @@ static int worker_main(const struct template *t,
 	reply(ctl, WORKER_READY, worker_now_ns() - t0, NULL);
 	if (wait_go(ctl, &m) < 0)
 		return 0;
+	/* Every line from here names the user: the identity's, or the last
+	 * part of the directory resumed from (suspended/<user>). */
+	who = m.type == WORKER_GO ? m.id.user : m.text;
+	if (m.type == WORKER_GO_RESUME && strrchr(who, '/'))
+		who = strrchr(who, '/') + 1;
+	log_set_tagf("clone[vm %.32s %d]", who, (int)getpid());
 	if (m.type == WORKER_GO_RESUME)
 		r = vm_resume_disk_setup(vm, m.text, err, sizeof(err));
 	else if ((r = vm_set_identity(vm, &m.id)) < 0)
