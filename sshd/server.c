@@ -36,6 +36,7 @@
 #include "sshd/authkeys.h"
 #include "sshd/keys_monitor.h"
 #include "sshd/state_dir.h"
+#include "vmm/manager.h"
 #include "vmm/worker.h"
 
 #define MAX_CONNS 1024
@@ -252,115 +253,53 @@ static void ev_poll(int timeout_ms)
 		}
 }
 
-/* ---- the manager process ----------------------------------------------- */
+/* ---- the VM manager (vmm/manager.c) ----------------------------------- */
 
-static void reap_workers(void)
+/* Our side of the manager's socket (S.mgr is its fd). It forks, kills and
+ * reaps the workers: we are not their parent, and ask. */
+static struct manager MG;
+
+static int manager_event(socket_t fd, int revents, void *userdata);
+
+/* The manager's socket is polled for POLLOUT only while requests wait. */
+static void mgr_watch(void)
 {
-	pid_t pid;
-	int st;
+	short ev = (short)(POLLIN | (manager_pending(&MG) ? POLLOUT : 0));
 
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS)
-			log_warnx("worker %d killed by SIGSYS: a system call "
-				  "outside its seccomp filter", (int)pid);
-		else if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL)
-			log_warnx("worker %d killed by signal %d", (int)pid,
-				  WTERMSIG(st));
-		else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
-			log_warnx("worker %d exited with status %d", (int)pid,
-				  WEXITSTATUS(st));
-	}
+	if (S.mgr >= 0 && ev_w[S.mgr].cb == manager_event &&
+	    ev_w[S.mgr].events != ev)
+		ev_add(S.mgr, ev, manager_event, NULL);
 }
 
-static void manager_main(int sock, const struct cfg *cfg)
+static int mgr_start(void)
 {
-	struct vm_config vc = {
-		.kernel = cfg->template.kernel, .initrd = cfg->template.initrd,
-		.cmdline = cfg->template.cmdline,
-		.memory_mb = cfg->template.memory_mb,
-		.vcpus = cfg->template.vcpus,
-	};
-	struct template *t = NULL;
-	char err[512];
-	uint8_t req;
-	sigset_t chld;
-	int sfd;
+	/* XXX the keys monitor is still keys_start()'s: the lead moves it
+	 * to the manager's hook (struct manager_hooks). */
+	int r = manager_start(S.cfg, &S.jail, NULL, &MG);
 
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	log_set_tag("clone[manager]");
-	signal(SIGPIPE, SIG_IGN);
-	if (template_open(&vc, cfg->server.state_dir, &t, err, sizeof(err)) < 0)
-		fatalx("%s", err);
-	log_info("template %s ready", t->key);
-	/* Workers are our children: reap them, and say why one died. */
-	sigemptyset(&chld);
-	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld, NULL);
-	sfd = signalfd(-1, &chld, SFD_CLOEXEC);
-	for (;;) {
-		struct pollfd p[2] = { { .fd = sock, .events = POLLIN },
-				       { .fd = sfd, .events = POLLIN } };
-
-		if (poll(p, sfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
-			break;
-		if (sfd >= 0 && p[1].revents) {
-			struct signalfd_siginfo si;
-
-			if (read(sfd, &si, sizeof(si)) < 0 && errno != EAGAIN)
-				break;
-			reap_workers();
-		}
-		if (!p[0].revents)
-			continue;
-		if (recv(sock, &req, 1, 0) != 1)
-			break;
-		struct worker w;
-		struct worker_msg m = { .type = WORKER_READY };
-		struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} u = { 0 };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-				     .msg_control = u.buf,
-				     .msg_controllen = sizeof(u.buf) };
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-		if (worker_spawn_ready(t, &S.jail, &w, NULL) < 0) {
-			m.type = WORKER_FAILED;
-			mh.msg_control = NULL;
-			mh.msg_controllen = 0;
-		} else {
-			m.a = (uint64_t)w.pid;
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &w.ctl, sizeof(int));
-		}
-		sendmsg(sock, &mh, MSG_NOSIGNAL);
-		if (w.ctl >= 0)
-			close(w.ctl);
+	if (r == 0) {
+		S.mgr = MG.sock;
+		S.mgr_pid = MG.pid;
 	}
-	template_close(t);
-	_exit(0);
+	return r;
 }
 
-static int manager_start(void)
+/* A worker we no longer talk to: the manager ends it (SIGKILL after its
+ * grace period) and reaps it; until it says MGR_GONE the worker counts
+ * against max_vms (manager_ending()). */
+static void worker_let_go(struct worker *w)
 {
-	int sv[2];
+	pid_t pid = w->pid;
+	int r;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	S.mgr_pid = fork();
-	if (S.mgr_pid < 0)
-		return -errno;
-	if (S.mgr_pid == 0) {
-		close(sv[0]);
-		manager_main(sv[1], S.cfg);
-	}
-	close(sv[1]);
-	S.mgr = sv[0];
-	return 0;
+	if (w->ctl >= 0)
+		ev_del(w->ctl);
+	worker_close(w);
+	w->pid = -1;
+	if (pid > 0 && (r = manager_end(&MG, pid)) < 0)
+		log_warnx("worker %d: asking the manager to end it: %s",
+			  (int)pid, strerror(-r));
+	mgr_watch();
 }
 
 /* ---- the keys monitor -------------------------------------------------- */
@@ -445,25 +384,36 @@ static unsigned active_vms(void)
 		if (S.users[i] && S.users[i]->state != U_FREE &&
 		    S.users[i]->state != U_SUSPENDED)
 			n++;
-	return n;
+	/* and workers the manager has yet to kill and reap */
+	return n + manager_ending(&MG);
 }
 
 static int worker_event(socket_t fd, int revents, void *userdata);
 
+static void uvm_lost(struct uvm *u, const char *why);
+
+/* Answers come in the order asked: u waits at the tail for its worker. */
 static void uvm_request(struct uvm *u)
 {
-	uint8_t req = 'W';
+	int r;
 
 	u->state = U_WAITING;
 	clock_gettime(CLOCK_MONOTONIC, &u->t_req);
 	u->next_wait = NULL;
+	r = manager_spawn(&MG);
+	if (r < 0) {
+		/* no answer will come for it */
+		log_warnx("vm %s: asking the manager: %s", u->user,
+			  strerror(-r));
+		uvm_lost(u, "could not be started");
+		return;
+	}
+	mgr_watch();
 	if (S.wait_tail)
 		S.wait_tail->next_wait = u;
 	else
 		S.wait_head = u;
 	S.wait_tail = u;
-	if (send(S.mgr, &req, 1, MSG_NOSIGNAL) != 1)
-		log_warn("manager");
 }
 
 /* Make sure u's VM is running or on its way. false: at capacity. */
@@ -509,64 +459,100 @@ static void open_chan_cb(struct chan *c, void *arg)
 
 /* The VM is gone (powered off, crashed, killed): its sessions end with a
  * line saying so; the next login clones anew. */
-static void uvm_lost(struct uvm *u, const char *why)
+static void uvm_end(struct uvm *u, const char *why)
 {
 	char msg[256];
 
-	log_info("vm %s: %s", u->user, why);
 	snprintf(msg, sizeof(msg), "clone: your VM %s\r\n", why);
-	if (u->w.ctl >= 0)
-		ev_del(u->w.ctl);
-	worker_destroy(&u->w, 0);
+	worker_let_go(&u->w);
 	u->state = U_FREE;
 	for_each_chan(u, end_chan_cb, msg);
 	sdir_suspend_remove(S.susp_fd, u->user);
 }
 
+static void uvm_lost(struct uvm *u, const char *why)
+{
+	log_info("vm %s: %s", u->user, why);
+	uvm_end(u, why);
+}
+
+static int worker_event(socket_t fd, int revents, void *userdata);
+
+/* The worker's socket is polled for POLLOUT only while messages wait. */
+static void vm_watch(struct uvm *u)
+{
+	int fd = u->w.ctl;
+	short ev = (short)(POLLIN | (worker_pending(&u->w) ? POLLOUT : 0));
+
+	if (fd >= 0 && fd < EV_MAX_FD && ev_w[fd].cb == worker_event &&
+	    ev_w[fd].events != ev)
+		ev_add(fd, ev, worker_event, u);
+}
+
+/* worker_send(), never blocking. A worker that stops reading is dropped
+ * from worker_event() (see worker_send()), not here: callers are in the
+ * middle of walking channels and connections. */
+static int vm_send(struct uvm *u, const struct worker_msg *m)
+{
+	int r = worker_send(&u->w, m);
+
+	vm_watch(u);
+	return r;
+}
+
 static int manager_event(socket_t fd, int revents, void *userdata)
 {
 	struct worker_msg m;
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
 	struct uvm *vm = S.wait_head;
-	ssize_t n;
-	int wfd = -1;
+	int wfd = -1, r;
 
 	(void)userdata;
-	(void)revents;
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	if (n <= 0) {
+	if ((revents & POLLOUT) && manager_flush(&MG) < 0)
+		revents |= POLLHUP;	/* the read below says how */
+	mgr_watch();
+	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+		return 0;
+	r = manager_recv(&MG, &m, &wfd);
+	if (r == -EAGAIN || r == -EPROTO)	/* -EPROTO: logged */
+		return 0;
+	if (r < 0) {
 		log_warnx("the VM manager is gone; stopping");
 		S.stop = 1;
 		ev_del(fd);
 		return 0;
 	}
-	c = CMSG_FIRSTHDR(&mh);
-	if (c && c->cmsg_type == SCM_RIGHTS)
-		memcpy(&wfd, CMSG_DATA(c), sizeof(int));
-	if (!vm) {
+	switch (m.type) {
+	case MGR_WORKER:
+		break;
+	case MGR_FAILED:
+		if (m.a == MGR_SPAWN)
+			break;
+		log_warnx("VM manager: %s", m.text);
+		return 0;
+	case MGR_KEYS_READY:	/* XXX not asked yet: see mgr_start() */
+		close(wfd);
+		return 0;
+	default:		/* MGR_GONE: manager_ending() counts it no more */
+		return 0;
+	}
+	if (!vm) {		/* cannot be: manager_recv() checks answers */
 		if (wfd >= 0)
 			close(wfd);
+		if (m.type == MGR_WORKER)
+			manager_end(&MG, (pid_t)m.a);
+		mgr_watch();
 		return 0;
 	}
 	S.wait_head = vm->next_wait;
 	if (!S.wait_head)
 		S.wait_tail = NULL;
-	if (n != (ssize_t)sizeof(m) || m.type != WORKER_READY || wfd < 0) {
-		if (wfd >= 0)
-			close(wfd);
+	if (m.type == MGR_FAILED) {
+		log_warnx("vm %s: %s", vm->user, m.text);
 		uvm_lost(vm, "could not be started");
 		return 0;
 	}
-	vm->w = (struct worker){ .pid = (pid_t)m.a, .ctl = wfd, .term_fd = -1,
-				 .sess_fd = { -1, -1, -1 } };
+	worker_adopt(&vm->w, (pid_t)m.a, wfd);
+	ev_add(wfd, POLLIN, worker_event, vm);
 	memset(&m, 0, sizeof(m));
 	if (vm->resume) {
 		m.type = WORKER_GO_RESUME;	/* from suspended/<user> */
@@ -588,9 +574,8 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 	vm->state = U_STARTING;
 	vm->started = time(NULL);
 	vm->priv_kib = -1;
-	worker_send(&vm->w, &m);
+	vm_send(vm, &m);
 	sodium_memzero(&m, sizeof(m));
-	ev_add(wfd, POLLIN, worker_event, vm);
 	return 0;
 }
 
@@ -612,123 +597,164 @@ static int chan_fd_event(socket_t fd, int revents, void *userdata);
 static void chan_maybe_finish(struct chan *c);
 static void flush_input(struct chan *c);
 
+/* What a worker tells us, by type: the table and worker_recv() have
+ * checked it is allowed now (a session we asked for, a first STARTED). */
+static void on_started(struct uvm *u, const struct worker_msg *m)
+{
+	struct timespec now;
+
+	(void)m;
+	if (u->w.term_fd >= 0) {
+		close(u->w.term_fd);
+		u->w.term_fd = -1;
+	}
+	u->state = U_RUNNING;
+	if (u->resume)
+		sdir_suspend_remove(S.susp_fd, u->user);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	log_info("vm %s: %s in %.1f ms", u->user,
+		 u->resume ? "resumed" : "cloned",
+		 (double)(now.tv_sec - u->t_req.tv_sec) * 1e3 +
+			 (double)(now.tv_nsec - u->t_req.tv_nsec) / 1e6);
+	for_each_chan(u, open_chan_cb, NULL);
+}
+
+static void on_acked(struct uvm *u, const struct worker_msg *m)
+{
+	log_info("vm %s: identity applied in %.1f ms", u->user,
+		 (double)m->a / 1e6);
+}
+
+static void on_session_opened(struct uvm *u, const struct worker_msg *m)
+{
+	struct chan *c = chan_by_id(u, (uint32_t)m->a);
+
+	if (!c || (int64_t)m->b < 0) {
+		for (int i = 0; i < 3; i++)
+			if (u->w.sess_fd[i] >= 0)
+				close(u->w.sess_fd[i]);
+		u->w.sess_fd[0] = u->w.sess_fd[1] = u->w.sess_fd[2] = -1;
+		if (c)
+			chan_send_and_close(c, "clone: could not start "
+					    "your session\r\n", 1);
+		return;
+	}
+	c->io_fd = u->w.sess_fd[0];
+	c->err_fd = u->w.sess_fd[1];
+	c->in_fd = u->w.sess_fd[2];
+	u->w.sess_fd[0] = u->w.sess_fd[1] = u->w.sess_fd[2] = -1;
+	c->opened = true;
+	fcntl(c->io_fd, F_SETFL, O_NONBLOCK);
+	ev_add(c->io_fd, POLLIN, chan_fd_event, c);
+	if (c->err_fd >= 0) {
+		fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
+		ev_add(c->err_fd, POLLIN, chan_fd_event, c);
+	}
+	if (c->in_fd < 0)
+		c->in_fd = dup(c->io_fd);	/* a pty: one fd */
+	else
+		fcntl(c->in_fd, F_SETFL, O_NONBLOCK);
+	flush_input(c);
+}
+
+static void on_session_exit(struct uvm *u, const struct worker_msg *m)
+{
+	struct chan *c = chan_by_id(u, (uint32_t)m->a);
+
+	if (c) {
+		c->exited = true;
+		c->status = (uint16_t)m->b;
+		chan_maybe_finish(c);
+	}
+}
+
+static void on_suspended(struct uvm *u, const struct worker_msg *m)
+{
+	log_info("vm %s: suspended to disk (%llu pages)", u->user,
+		 (unsigned long long)m->a);
+	worker_let_go(&u->w);	/* it exits by itself */
+	u->state = U_SUSPENDED;
+	if (u->refs > 0)	/* someone came back meanwhile */
+		uvm_want(u);
+}
+
+static void on_exited(struct uvm *u, const struct worker_msg *m)
+{
+	char why[200];
+
+	snprintf(why, sizeof(why), "ended (%s)",
+		 m->text[0] ? m->text : "no reason given");
+	uvm_lost(u, why);
+}
+
+static void on_stats(struct uvm *u, const struct worker_msg *m)
+{
+	u->priv_kib = (long)m->a;
+}
+
+static void on_failed(struct uvm *u, const struct worker_msg *m)
+{
+	log_warnx("vm %s: %s", u->user, m->text);
+	if (u->state == U_SUSPENDING)
+		u->state = U_RUNNING;
+	else if (u->state == U_STARTING)
+		uvm_lost(u, "could not be started");
+}
+
+static void (*const from_worker[CTL_TYPE_MAX])(struct uvm *,
+					       const struct worker_msg *) = {
+	[WORKER_STARTED] = on_started,
+	[WORKER_ACKED] = on_acked,
+	[WORKER_SESSION_OPENED] = on_session_opened,
+	[WORKER_SESSION_EXIT] = on_session_exit,
+	[WORKER_SUSPENDED] = on_suspended,
+	[WORKER_EXITED] = on_exited,
+	[WORKER_STATS] = on_stats,
+	[WORKER_FAILED] = on_failed,
+	/* READY went to the manager; PAUSED and RESUMED answer requests
+	 * we never make: worker_recv() refuses them. */
+};
+
 static int worker_event(socket_t fd, int revents, void *userdata)
 {
 	struct uvm *u = userdata;
 	struct worker_msg m;
-	struct chan *c;
-	char dir[4096];
 	int r;
 
 	(void)fd;
-	(void)revents;
+	if (revents & POLLOUT)
+		worker_flush(&u->w);	/* an error: the read says it */
+	vm_watch(u);
+	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+		return 0;
 	r = worker_recv(&u->w, &m, 0);
 	if (r == -ETIMEDOUT)
 		return 0;
+	/* Hostile or stuck: the VM goes, we stay. One line, and not one
+	 * per message of a flood. */
+	if (r == -EPROTO || r == -ENOBUFS) {
+		if (ctl_log_ok() && r == -EPROTO)
+			log_warnx("vm %s: dropped: its worker sent %s: %s",
+				  u->user, ctl_type_name(u->w.why_type),
+				  ctl_strerror(u->w.why));
+		else if (ctl_log_ok())
+			log_warnx("vm %s: dropped: its worker does not read "
+				  "its control socket", u->user);
+		uvm_end(u, "was stopped: its VM process misbehaved");
+		return 0;
+	}
 	if (r < 0) {
 		if (u->state == U_SUSPENDING) {
 			/* the worker exits after suspending */
-			ev_del(u->w.ctl);
-			worker_destroy(&u->w, 0);
+			worker_let_go(&u->w);
 			u->state = U_SUSPENDED;
 			return 0;
 		}
 		uvm_lost(u, "stopped unexpectedly");
 		return 0;
 	}
-	switch (m.type) {
-	case WORKER_STARTED:
-		if (u->w.term_fd >= 0) {
-			close(u->w.term_fd);
-			u->w.term_fd = -1;
-		}
-		u->state = U_RUNNING;
-		if (u->resume)
-			sdir_suspend_remove(S.susp_fd, u->user);
-		{
-			struct timespec now;
-
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			log_info("vm %s: %s in %.1f ms", u->user,
-				 u->resume ? "resumed" : "cloned",
-				 (double)(now.tv_sec - u->t_req.tv_sec) * 1e3 +
-					 (double)(now.tv_nsec -
-						  u->t_req.tv_nsec) / 1e6);
-		}
-		for_each_chan(u, open_chan_cb, NULL);
-		break;
-	case WORKER_ACKED:
-		log_info("vm %s: identity applied in %.1f ms", u->user,
-			 (double)m.a / 1e6);
-		break;
-	case WORKER_SESSION_OPENED:
-		c = chan_by_id(u, (uint32_t)m.a);
-		if (!c || (int64_t)m.b < 0) {
-			for (int i = 0; i < 3; i++)
-				if (u->w.sess_fd[i] >= 0)
-					close(u->w.sess_fd[i]);
-			if (c)
-				chan_send_and_close(c, "clone: could not start "
-						    "your session\r\n", 1);
-			break;
-		}
-		c->io_fd = u->w.sess_fd[0];
-		c->err_fd = u->w.sess_fd[1];
-		c->in_fd = u->w.sess_fd[2];
-		u->w.sess_fd[0] = u->w.sess_fd[1] = u->w.sess_fd[2] = -1;
-		c->opened = true;
-		fcntl(c->io_fd, F_SETFL, O_NONBLOCK);
-		ev_add(c->io_fd, POLLIN, chan_fd_event, c);
-		if (c->err_fd >= 0) {
-			fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
-			ev_add(c->err_fd, POLLIN,
-					 chan_fd_event, c);
-		}
-		if (c->in_fd < 0)
-			c->in_fd = dup(c->io_fd);	/* a pty: one fd */
-		else
-			fcntl(c->in_fd, F_SETFL, O_NONBLOCK);
-		flush_input(c);
-		break;
-	case WORKER_SESSION_EXIT:
-		c = chan_by_id(u, (uint32_t)m.a);
-		if (c) {
-			c->exited = true;
-			c->status = (uint16_t)m.b;
-			chan_maybe_finish(c);
-		}
-		break;
-	case WORKER_SUSPENDED:
-		log_info("vm %s: suspended to disk (%llu pages)", u->user,
-			 (unsigned long long)m.a);
-		ev_del(u->w.ctl);
-		worker_destroy(&u->w, 5000);
-		u->state = U_SUSPENDED;
-		if (u->refs > 0)	/* someone came back meanwhile */
-			uvm_want(u);
-		break;
-	case WORKER_EXITED: {
-		char why[200];
-
-		snprintf(why, sizeof(why), "ended (%s)",
-			 m.text[0] ? m.text : "no reason given");
-		uvm_lost(u, why);
-		break;
-	}
-	case WORKER_STATS:
-		u->priv_kib = (long)m.a;
-		break;
-	case WORKER_FAILED:
-		log_warnx("vm %s: %s", u->user, m.text);
-		if (u->state == U_SUSPENDING)
-			u->state = U_RUNNING;
-		else if (u->state == U_STARTING)
-			uvm_lost(u, "could not be started");
-		break;
-	default:
-		break;
-	}
-	(void)dir;
+	if (m.type < CTL_TYPE_MAX && from_worker[m.type])
+		from_worker[m.type](u, &m);
 	return 0;
 }
 
@@ -904,7 +930,7 @@ static void chan_try_open(struct chan *c)
 	 * for a clone is the VM's time, not the front-end's. */
 	if (c->t_req)
 		c->req_ns = mono_ns() - c->t_req;
-	if (worker_send(&u->w, &m) < 0)
+	if (vm_send(u, &m) < 0)
 		chan_send_and_close(c, "clone: your VM is not answering\r\n",
 				    255);
 }
@@ -1015,7 +1041,7 @@ static void cb_close(ssh_session s, ssh_channel ch, void *userdata)
 		struct worker_msg m = { .type = WORKER_SESSION_SIGNAL,
 					.a = c->id, .b = SIGHUP };
 
-		worker_send(&u->w, &m);
+		vm_send(u, &m);
 	}
 	c->done = true;
 }
@@ -1058,7 +1084,7 @@ static int cb_resize(ssh_session s, ssh_channel ch, int w, int h, int pw,
 		m.a = c->id;
 		m.spawn.rows = c->rows;
 		m.spawn.cols = c->cols;
-		worker_send(&u->w, &m);
+		vm_send(u, &m);
 	}
 	return SSH_OK;
 }
@@ -1435,7 +1461,7 @@ static void conn_free(int i)
 					.type = WORKER_SESSION_SIGNAL,
 					.a = c->id, .b = SIGHUP };
 
-				worker_send(&k->vm->w, &m);
+				vm_send(k->vm, &m);
 			}
 			chan_free(c);
 		}
@@ -1713,7 +1739,7 @@ static void tick(void)
 			snprintf(m.text, sizeof(m.text), "%s", u->user);
 			u->state = U_SUSPENDING;
 			log_info("vm %s: suspending", u->user);
-			worker_send(&u->w, &m);
+			vm_send(u, &m);
 		} else if (u->state == U_SUSPENDED && !S.stopping &&
 			   now - u->detached >= S.cfg->vm.reap_timeout) {
 			uvm_lost(u, "reaped");
@@ -1724,7 +1750,7 @@ static void tick(void)
 		struct uvm *u = S.users[i];
 
 		if (u && u->state == U_RUNNING)
-			worker_send(&u->w, &m);
+			vm_send(u, &m);
 		/* No VM and nobody logged in: the record goes, or every name
 		 * that ever logged in (or was refused at capacity) would hold
 		 * a slot until MAX_USERS locks everyone out. */
@@ -1843,7 +1869,7 @@ int sshd_serve(struct cfg *cfg)
 	jail_init();
 	if (sdir_host_key(cfg->server.host_key, err, sizeof(err)) < 0)
 		fatalx("%s", err);
-	if (manager_start() < 0)
+	if (mgr_start() < 0)
 		fatal("starting the VM manager");
 	if (keys_start() < 0)
 		fatal("starting the keys monitor");

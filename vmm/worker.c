@@ -1,22 +1,20 @@
+/* The parent's side of a worker's control socket: what it sends, and the
+ * checks on what it receives. The worker runs a guest, so every message
+ * from it is hostile until checked: against the table (ctl_proto.c), and
+ * here against what was asked of it. */
 #include "vmm/worker.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sodium.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
-#include "common/proc.h"
 
 uint64_t worker_now_ns(void)
 {
@@ -26,112 +24,218 @@ uint64_t worker_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static int send_fds(int fd, const struct worker_msg *m, const int *fds,
-		    int nfds)
+void worker_init(struct worker *w)
 {
-	struct iovec iov = { .iov_base = (void *)(uintptr_t)m,
-			     .iov_len = sizeof(*m) };
-	union {
-		char buf[CMSG_SPACE(3 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds > 0) {
-		struct cmsghdr *c;
-
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-	}
-	for (;;) {
-		ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		return n == (ssize_t)sizeof(*m) ? 0 : -EIO;
-	}
+	memset(w, 0, sizeof(*w));
+	w->pid = -1;
+	w->ctl = w->term_fd = -1;
+	w->sess_fd[0] = w->sess_fd[1] = w->sess_fd[2] = -1;
 }
 
-static int send_msg(int fd, const struct worker_msg *m, int pass_fd)
+void worker_adopt(struct worker *w, pid_t pid, int ctl)
 {
-	return send_fds(fd, m, &pass_fd, pass_fd >= 0 ? 1 : 0);
+	worker_init(w);
+	w->pid = pid;
+	w->ctl = ctl;
+	w->state = WORKER_S_IDLE;	/* its READY went to the manager */
+}
+
+static struct worker_sess *sess_find(struct worker *w, uint64_t id,
+				     uint8_t st)
+{
+	for (int i = 0; i < WORKER_SESSIONS_MAX; i++)
+		if (w->sess[i].st == st && w->sess[i].id == id)
+			return &w->sess[i];
+	return NULL;
 }
 
 int worker_send(struct worker *w, const struct worker_msg *m)
 {
-	return send_msg(w->ctl, m, -1);
+	const struct ctl_rule *r = ctl_rule_of(&ctl_to_worker, m->type);
+	struct worker_sess *s = NULL;
+	int ret;
+
+	if (w->ctl < 0)
+		return -EPIPE;
+	/* Our own table holds for us too: a request the worker would refuse
+	 * is not sent. */
+	if (!r || !(r->states & CTL_ST(w->state)))
+		return -EINVAL;
+	if (m->type == WORKER_SESSION_OPEN) {
+		if (!m->a || m->a > UINT32_MAX ||
+		    sess_find(w, m->a, 1) || sess_find(w, m->a, 2))
+			return -EINVAL;
+		s = sess_find(w, 0, 0);
+		if (!s)
+			return -ENOSPC;
+	}
+	if (w->overflow)
+		return -ENOBUFS;
+	ret = ctl_send_msg(w->ctl, &w->out, &ctl_to_worker, m, NULL, 0);
+	if (ret == -ENOBUFS) {
+		w->overflow = true;
+		shutdown(w->ctl, SHUT_RDWR);
+	}
+	if (ret < 0)
+		return ret;
+	ctl_asked_sent(&w->asked, m->type);
+	if (s)
+		*s = (struct worker_sess){ .id = (uint32_t)m->a, .st = 1,
+					   .pty = m->spawn.pty != 0 };
+	if (m->type == WORKER_GO || m->type == WORKER_GO_RESUME)
+		w->state = WORKER_S_GOING;
+	else if (m->type == WORKER_SUSPEND)
+		w->state = WORKER_S_SUSPENDING;
+	return 0;
+}
+
+bool worker_pending(const struct worker *w)
+{
+	return ctl_pending(&w->out);
+}
+
+int worker_flush(struct worker *w)
+{
+	return w->ctl < 0 ? -EPIPE : ctl_flush(w->ctl, &w->out);
+}
+
+/* What the table cannot know: answers to what we asked, sessions we
+ * asked for, the descriptors each carries. Moves w's state on. */
+static enum ctl_err check(struct worker *w, const struct ctl_rule *r,
+			  const struct worker_msg *m, int nfds)
+{
+	enum ctl_err e = CTL_OK;
+	struct worker_sess *s;
+	int64_t rc;
+
+	if (ctl_asked_answer(&w->asked, r, m, &e) < 0)
+		return e;
+	switch (m->type) {
+	case WORKER_READY:
+		w->state = WORKER_S_IDLE;
+		break;
+	case WORKER_STARTED:
+		w->state = WORKER_S_RUNNING;
+		break;
+	case WORKER_ACKED:
+		if (w->acked)
+			return CTL_E_ONCE;
+		w->acked = true;
+		break;
+	case WORKER_SESSION_OPENED:
+		s = sess_find(w, m->a, 1);
+		rc = (int64_t)m->b;
+		if (!s || !m->a)
+			return CTL_E_SESSION;
+		if (rc > 0 || rc < -4095)
+			return CTL_E_FIELD;
+		if (nfds != (rc < 0 ? 0 : s->pty ? 1 : 3))
+			return CTL_E_FDS;
+		s->st = rc < 0 ? 0 : 2;
+		break;
+	case WORKER_SESSION_EXIT:
+		s = sess_find(w, m->a, 2);
+		if (!s || !m->a)
+			return CTL_E_SESSION;
+		if (m->b > 0xffff)
+			return CTL_E_FIELD;
+		s->st = 0;
+		break;
+	case WORKER_SUSPENDED:
+	case WORKER_EXITED:
+		w->state = WORKER_S_DONE;
+		break;
+	case WORKER_FAILED:
+		/* a failed suspend leaves the VM running; a failed start
+		 * leaves nothing */
+		if (w->state == WORKER_S_SUSPENDING)
+			w->state = WORKER_S_RUNNING;
+		else if (w->state != WORKER_S_RUNNING)
+			w->state = WORKER_S_DONE;
+		break;
+	default:
+		break;
+	}
+	return CTL_OK;
+}
+
+static int wait_ready(struct worker *w, int timeout_ms)
+{
+	uint64_t end = worker_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+
+	for (;;) {
+		struct pollfd p = { .fd = w->ctl, .events = POLLIN };
+		int t = timeout_ms, r;
+
+		if (worker_pending(w)) {
+			p.events |= POLLOUT;
+			if (worker_flush(w) < 0)
+				return -EPIPE;
+			if (!worker_pending(w))
+				p.events &= (short)~POLLOUT;
+		}
+		if (timeout_ms >= 0) {
+			uint64_t now = worker_now_ns();
+
+			t = now >= end ? 0 : (int)((end - now) / 1000000ULL);
+		}
+		r = poll(&p, 1, t);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (p.revents & (POLLIN | POLLHUP | POLLERR))
+			return 0;
+		if (r == 0 || (timeout_ms >= 0 && worker_now_ns() >= end))
+			return -ETIMEDOUT;
+	}
 }
 
 int worker_recv(struct worker *w, struct worker_msg *m, int timeout_ms)
 {
-	struct pollfd p = { .fd = w->ctl, .events = POLLIN };
-	union {
-		char buf[CMSG_SPACE(3 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = m, .iov_len = sizeof(*m) };
-	int fds[3] = { -1, -1, -1 }, nfds = 0;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
+	uint8_t buf[CTL_MSG_MAX];
+	const struct ctl_rule *rule = NULL;
+	int fds[CTL_FDS_MAX], nfds = 0, r;
+	enum ctl_err e = CTL_OK;
+	uint32_t type = 0;
 	ssize_t n;
-	int r;
 
-	do
-		r = poll(&p, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return -ETIMEDOUT;
-	n = recvmsg(w->ctl, &mh, MSG_CMSG_CLOEXEC);
-	if (n == 0)
+	memset(m, 0, sizeof(*m));
+	if (w->ctl < 0)
 		return -EPIPE;
-	if (n < 0)
-		return -errno;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <=
-				   c->cmsg_len; i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (nfds < 3)
-				fds[nfds++] = fd;
-			else
-				close(fd);
-		}
-	}
-	/* The worker runs a guest: trust nothing of its messages' shape. */
-	if (n != (ssize_t)sizeof(*m) || (mh.msg_flags & MSG_TRUNC) ||
-	    m->type < WORKER_READY || m->type > WORKER_STATS) {
+	if (w->overflow)
+		return -ENOBUFS;
+	r = wait_ready(w, timeout_ms);
+	if (r < 0)
+		return r;
+	n = ctl_recv(w->ctl, buf, fds, &nfds, &e);
+	if (n == -EAGAIN)
+		return -ETIMEDOUT;
+	if (n == 0 || n == -ECONNRESET)
+		return -EPIPE;
+	if (n < 0 && n != -EPROTO)
+		return (int)n;
+	if (n >= 4)
+		memcpy(&type, buf, 4);
+	if (n > 0 && ctl_decode(&ctl_from_worker, w->state, buf, (size_t)n,
+				nfds, m, &rule, &e) == 0)
+		e = check(w, rule, m, nfds);
+	if (e != CTL_OK) {
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
+		w->why = e;
+		w->why_type = type;
 		return -EPROTO;
 	}
-	m->text[sizeof(m->text) - 1] = 0;
-	if (m->type == WORKER_STARTED && nfds >= 1) {
+	if (m->type == WORKER_STARTED) {
 		if (w->term_fd >= 0)
 			close(w->term_fd);
 		w->term_fd = fds[0];
-		fds[0] = -1;
 	} else if (m->type == WORKER_SESSION_OPENED) {
-		for (int i = 0; i < 3; i++) {
-			w->sess_fd[i] = fds[i];
-			fds[i] = -1;
-		}
+		/* one fd with a pty: the terminal */
+		for (int i = 0; i < 3; i++)
+			w->sess_fd[i] = i < nfds ? fds[i] : -1;
 	}
-	for (int i = 0; i < nfds; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
 	return 0;
 }
 
@@ -145,298 +249,24 @@ int worker_expect(struct worker *w, uint32_t type, struct worker_msg *m,
 	return r;
 }
 
-/* ---- the worker process ------------------------------------------------ */
-
-static void close_fds_except(int a, int b)
+void worker_close(struct worker *w)
 {
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int self = d ? dirfd(d) : -1;
-
-	while (d && (e = readdir(d))) {
-		int fd = atoi(e->d_name);
-
-		if (e->d_name[0] != '.' && fd > 2 && fd != a && fd != b &&
-		    fd != self)
-			close(fd);
-	}
-	if (d)
-		closedir(d);
-}
-
-static void reply(int ctl, uint32_t type, uint64_t a, const char *text)
-{
-	struct worker_msg m = { .type = type, .a = a };
-
-	if (text)
-		snprintf(m.text, sizeof(m.text), "%.159s", text);
-	send_msg(ctl, &m, -1);
-}
-
-static int wait_go(int ctl, struct worker_msg *m)
-{
-	ssize_t n;
-
-	do
-		n = recv(ctl, m, sizeof(*m), 0);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(*m) ||
-	    (m->type != WORKER_GO && m->type != WORKER_GO_RESUME))
-		return -1;
-	m->text[sizeof(m->text) - 1] = 0;
-	return 0;
-}
-
-static int run_vm(int ctl, struct vm *vm, int smaps)
-{
-	bool acked = vm_identity_acked(vm);	/* a resumed VM has been */
-
-	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = ctl, .events = POLLIN },
-			{ .fd = vm_event_fd(vm), .events = POLLIN },
-		};
-		struct worker_msg m;
-		struct vm_stats st;
-		uint64_t v;
-		ssize_t n;
-
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			return 1;
-		if (p[1].revents) {
-			if (read(vm_event_fd(vm), &v, sizeof(v)) < 0 &&
-			    errno != EAGAIN)
-				return 1;
-			uint32_t sid;
-			uint16_t st16;
-
-			while (vm_session_exit(vm, &sid, &st16)) {
-				struct worker_msg x = {
-					.type = WORKER_SESSION_EXIT, .a = sid,
-					.b = st16 };
-				send_msg(ctl, &x, -1);
-			}
-			if (!acked && vm_identity_acked(vm)) {
-				acked = true;
-				vm_get_stats(vm, &st);
-				reply(ctl, WORKER_ACKED, st.ack_ns, NULL);
-			}
-			if (vm_state(vm) != VM_RUNNING) {
-				reply(ctl, WORKER_EXITED, vm_exit_reason(vm),
-				      vm_exit_detail(vm));
-				return 0;
-			}
-		}
-		if (!p[0].revents)
-			continue;
-		n = recv(ctl, &m, sizeof(m), 0);
-		if (n <= 0)
-			return 0;	/* the parent is done with us */
-		if (n != (ssize_t)sizeof(m))
-			continue;
-		switch (m.type) {
-		case WORKER_PAUSE:
-			if (vm_pause(vm) == 0)
-				reply(ctl, WORKER_PAUSED, worker_now_ns(), NULL);
-			else
-				reply(ctl, WORKER_FAILED, 0, "pause");
-			break;
-		case WORKER_RESUME:
-			vm_resume(vm);
-			reply(ctl, WORKER_RESUMED, vm_wait_running(vm), NULL);
-			break;
-		case WORKER_SESSION_OPEN: {
-			int fds[3], r;
-
-			m.spawn.session = (uint32_t)m.a;
-			m.spawn.cmd[sizeof(m.spawn.cmd) - 1] = 0;
-			m.spawn.term[sizeof(m.spawn.term) - 1] = 0;
-			/* sent in the order stdout, stderr, stdin */
-			r = vm_session_open(vm, &m.spawn, &fds[2], &fds[0],
-					    &fds[1]);
-			if (r < 0)
-				log_warnx("session %llu: %s",
-					  (unsigned long long)m.a, strerror(-r));
-			m = (struct worker_msg){ .type = WORKER_SESSION_OPENED,
-						 .a = m.a, .b = (uint64_t)r };
-			send_fds(ctl, &m, fds, r < 0 ? 0 : fds[1] >= 0 ? 3 : 1);
-			for (int i = 0; i < 3; i++)
-				if (fds[i] >= 0)
-					close(fds[i]);
-			break;
-		}
-		case WORKER_SESSION_RESIZE:
-			vm_session_resize(vm, (uint32_t)m.a, m.spawn.rows,
-					  m.spawn.cols);
-			break;
-		case WORKER_SESSION_SIGNAL:
-			vm_session_signal(vm, (uint32_t)m.a, (int)m.b);
-			break;
-		case WORKER_STAT:	/* not dumpable: only we may read it */
-			reply(ctl, WORKER_STATS, (uint64_t)proc_smaps_fd_kib(
-				      smaps, "Private_Dirty"), NULL);
-			break;
-		case WORKER_SUSPEND: {
-			char err[256];
-			uint64_t pages = 0;
-
-			m.text[sizeof(m.text) - 1] = 0;
-			if (vm_suspend_to_disk(vm, m.text, &pages, err,
-					       sizeof(err)) < 0) {
-				reply(ctl, WORKER_FAILED, 0, err);
-				vm_resume(vm);
-				break;
-			}
-			reply(ctl, WORKER_SUSPENDED, pages, NULL);
-			return 0;
-		}
-		default:
-			reply(ctl, WORKER_FAILED, 0, "unexpected request");
-			break;
-		}
-	}
-}
-
-/* Everything from here on runs with a guest in it: no root, no way back
- * to it, no files outside the suspend directory, no core dumps (they
- * would hold the user's memory), and only the system calls in
- * worker_seccomp.c. */
-static int confine(const struct worker_jail *jail, char *err, size_t len)
-{
-	int r;
-
-	/* Not root (a developer's own account): names are still taken in
-	 * root, by cwd, but only root may chroot. */
-	if (jail && jail->root &&
-	    (chdir(jail->root) < 0 || (geteuid() == 0 && chroot(".") < 0))) {
-		snprintf(err, len, "chroot %s: %s", jail->root,
-			 strerror(errno));
-		return -1;
-	}
-	if (jail && (r = sandbox_drop(jail->uid, jail->gid)) < 0) {
-		snprintf(err, len, "dropping to uid %u: %s",
-			 (unsigned)jail->uid, strerror(-r));
-		return -1;
-	}
-	sandbox_no_dumps();	/* again: a uid change resets dumpability
-				 * to fs.suid_dumpable */
-	r = sandbox_install(vmm_worker_rules, vmm_worker_nrules);
-	if (r < 0) {
-		snprintf(err, len, "seccomp: %s", strerror(-r));
-		return -1;
-	}
-	return 0;
-}
-
-static int worker_main(const struct template *t,
-		       const struct worker_jail *jail, int ctl)
-{
-	struct worker_msg m;
-	struct vm *vm = NULL;
-	struct vm_stats st;
-	char err[256];
-	const char *who;
-	uint64_t t0;
-	int term, r, smaps = -1;
-
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	sandbox_no_dumps();
-	close_fds_except(ctl, t->mem_fd);
-	log_set_tagf("clone[vm %d]", (int)getpid());
-	/* Everything that does not depend on who connects, done ahead. */
-	r = vm_new(&vm, err, sizeof(err));
-	if (r < 0) {
-		reply(ctl, WORKER_FAILED, 0, err);
-		return 1;
-	}
-	term = vm_add_terminal(vm, 0);
-	if (term < 0) {
-		reply(ctl, WORKER_FAILED, 0, "terminal port");
-		return 1;
-	}
-	/* Restoring depends on the template only, not on who connects:
-	 * done ahead too, so going is starting two threads. */
-	t0 = worker_now_ns();
-	r = vm_restore_setup(vm, t->snap, t->mem_fd, err, sizeof(err));
-	if (r < 0) {
-		reply(ctl, WORKER_FAILED, 0, err);
-		return 1;
-	}
-	/* The template's memory is mapped: its fd is not needed again. */
-	close(t->mem_fd);
-	smaps = open("/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
-	if (confine(jail, err, sizeof(err)) < 0) {
-		reply(ctl, WORKER_FAILED, 0, err);
-		return 1;
-	}
-	reply(ctl, WORKER_READY, worker_now_ns() - t0, NULL);
-	if (wait_go(ctl, &m) < 0)
-		return 0;
-	/* Every line from here names the user: the identity's, or the last
-	 * part of the directory resumed from (suspended/<user>). */
-	who = m.type == WORKER_GO ? m.id.user : m.text;
-	if (m.type == WORKER_GO_RESUME && strrchr(who, '/'))
-		who = strrchr(who, '/') + 1;
-	log_set_tagf("clone[vm %.32s %d]", who, (int)getpid());
-	if (m.type == WORKER_GO_RESUME)
-		r = vm_resume_disk_setup(vm, m.text, err, sizeof(err));
-	else if ((r = vm_set_identity(vm, &m.id)) < 0)
-		snprintf(err, sizeof(err), "identity: %s", strerror(-r));
-	sodium_memzero(&m, sizeof(m));
-	if (r == 0 && (r = vm_start(vm)) < 0)
-		snprintf(err, sizeof(err), "start: %s", strerror(-r));
-	if (r < 0) {
-		reply(ctl, WORKER_FAILED, 0, err);
-		return 1;
-	}
-	vm_get_stats(vm, &st);
-	while (!st.first_entry_ns) {	/* set by the vCPU thread */
-		usleep(50);
-		vm_get_stats(vm, &st);
-	}
-	m = (struct worker_msg){ .type = WORKER_STARTED,
-				 .a = st.first_entry_ns };
-	send_msg(ctl, &m, term);
-	close(term);
-	r = run_vm(ctl, vm, smaps);
-	vm_free(vm);
-	return r;
-}
-
-int worker_spawn(const struct template *t, const struct worker_jail *jail,
-		 struct worker *w)
-{
-	int sv[2];
-
-	w->pid = -1;
+	if (w->ctl >= 0)
+		close(w->ctl);
+	if (w->term_fd >= 0)
+		close(w->term_fd);
+	/* sess_fd are the caller's (and a worker record made with only
+	 * pid, ctl and term_fd set has zeros there) */
+	ctl_queue_clear(&w->out);
 	w->ctl = w->term_fd = -1;
-	w->sess_fd[0] = w->sess_fd[1] = w->sess_fd[2] = -1;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	w->pid = fork();
-	if (w->pid < 0) {
-		close(sv[0]);
-		close(sv[1]);
-		return -errno;
-	}
-	if (w->pid == 0) {
-		close(sv[0]);
-		_exit(worker_main(t, jail, sv[1]));
-	}
-	close(sv[1]);
-	w->ctl = sv[0];
-	return 0;
+	w->state = WORKER_S_DONE;
 }
 
 void worker_destroy(struct worker *w, int timeout_ms)
 {
 	int status;
 
-	if (w->ctl >= 0)
-		close(w->ctl);
-	if (w->term_fd >= 0)
-		close(w->term_fd);
-	w->ctl = w->term_fd = -1;
+	worker_close(w);
 	if (w->pid <= 0)
 		return;
 	for (int waited = 0;; waited += 5) {

@@ -5,8 +5,12 @@
  * connects. When the parent says go, it hands the agent the identity and
  * starts the vCPU.
  *
- * Parent and worker talk over a SOCK_SEQPACKET socket pair in fixed-size
- * messages; the worker sends its terminal's host end with SCM_RIGHTS. */
+ * Parent and worker talk over a SOCK_SEQPACKET socket pair in the messages
+ * of vmm/ctl_proto.h; the worker sends its terminal's and its sessions'
+ * host ends with SCM_RIGHTS. The parent's side below checks every message
+ * against the table and against what it asked (a session opened that was
+ * not asked for, a second STARTED): such a worker is hostile, and
+ * worker_recv() says so with -EPROTO; the caller drops it. */
 #ifndef VMM_WORKER_H
 #define VMM_WORKER_H
 
@@ -14,42 +18,8 @@
 #include <sys/types.h>
 
 #include "common/sandbox.h"
+#include "vmm/ctl_proto.h"
 #include "vmm/template.h"
-
-enum worker_msg_type {
-	WORKER_READY = 1,	/* worker: VM created and restored (a = ns the
-				 * restore took), waiting for go */
-	WORKER_GO,		/* parent: identity; restore and run */
-	WORKER_STARTED,		/* worker: running (a = first KVM_RUN, ns) + fd */
-	WORKER_ACKED,		/* worker: the agent applied the identity */
-	WORKER_PAUSE,		/* parent: stop the vCPU */
-	WORKER_PAUSED,		/* worker: stopped */
-	WORKER_RESUME,		/* parent: run again */
-	WORKER_RESUMED,		/* worker: running (a = vCPU back in KVM_RUN) */
-	WORKER_SUSPEND,		/* parent: to disk, into directory text */
-	WORKER_SUSPENDED,	/* worker: written (a = pages); it then exits */
-	WORKER_GO_RESUME,	/* parent: instead of go, resume from directory
-				 * text (a VM suspended from this template) */
-	WORKER_SESSION_OPEN,	/* parent: spawn (a = session id) */
-	WORKER_SESSION_OPENED,	/* worker: a = session id, b = 0 or -errno;
-				 * fds: stdout (or terminal), stderr, stdin */
-	WORKER_SESSION_RESIZE,	/* parent: a = session, spawn.rows/cols */
-	WORKER_SESSION_SIGNAL,	/* parent: a = session, b = signal */
-	WORKER_SESSION_EXIT,	/* worker: a = session, b = (how << 8) | code */
-	WORKER_EXITED,		/* worker: the VM ended; text says why */
-	WORKER_FAILED,		/* worker: could not do what was asked; text */
-	WORKER_STAT,		/* parent: how much memory is yours? */
-	WORKER_STATS,		/* worker: a = Private_Dirty KiB (-1: unknown) */
-};
-
-struct worker_msg {
-	uint32_t type;
-	uint32_t pad;
-	uint64_t a, b;
-	struct agent_identity id;
-	struct agent_spawn spawn;
-	char text[160];
-};
 
 /* Where a worker is confined once its VM is made (see worker_main()).
  * Workers always run under the seccomp filter vmm_worker_rules; with a
@@ -64,14 +34,33 @@ struct worker_jail {
 extern const struct sandbox_rule vmm_worker_rules[];
 extern const size_t vmm_worker_nrules;
 
+#define WORKER_SESSIONS_MAX 64	/* asked for or open, per worker (a VM has
+				 * fewer ports than that) */
+
+struct worker_sess {
+	uint32_t id;
+	uint8_t st;		/* 0 free, 1 asked for, 2 open */
+	bool pty;		/* one fd comes, not three */
+};
+
 struct worker {
 	pid_t pid;
 	int ctl;		/* our end of the control socket */
 	int term_fd;		/* host end of the guest's terminal, once started */
 	int sess_fd[3];		/* last WORKER_SESSION_OPENED: stdout (or the
 				 * terminal), stderr, stdin */
+	enum worker_state state;
+	bool acked;
+	bool overflow;		/* its queue overflowed: socket shut down */
+	enum ctl_err why;	/* why worker_recv() last said -EPROTO */
+	uint32_t why_type;	/* of which message type */
+	struct ctl_asked asked;
+	struct ctl_queue out;	/* what its socket did not take yet */
+	struct worker_sess sess[WORKER_SESSIONS_MAX];
 };
 
+/* A worker record that holds nothing (pid and fds -1). */
+void worker_init(struct worker *w);
 /* Fork a worker for clones of t, confined by jail (NULL: seccomp only, as
  * the caller's user, no chroot). It reports WORKER_READY when its VM is
  * created and it is confined. 0 or -errno. */
@@ -82,19 +71,41 @@ int worker_spawn(const struct template *t, const struct worker_jail *jail,
 int worker_spawn_ready(const struct template *t,
 		       const struct worker_jail *jail, struct worker *w,
 		       uint64_t *restore_ns);
-/* Send a message. 0 or -errno. */
+/* Take on a worker someone else spawned and saw READY (the manager): our
+ * end of its control socket, ctl, is now w's. */
+void worker_adopt(struct worker *w, pid_t pid, int ctl);
+/* Send a message, never blocking: what the socket does not take waits in
+ * w->out (worker_flush() on POLLOUT). 0; -EINVAL (not a message for the
+ * worker's state: nothing sent); -ENOSPC (too many sessions asked for:
+ * nothing sent); -EPIPE (it is gone); -ENOBUFS (the queue is full: the
+ * worker does not read). On -ENOBUFS the control socket is shut down, so
+ * that the caller's next poll wakes for it (POLLHUP) and worker_recv()
+ * says -ENOBUFS: drop the worker there, not in the middle of whatever
+ * was sending. */
 int worker_send(struct worker *w, const struct worker_msg *m);
-/* Receive the next message within timeout_ms (-1: no limit); passed fds
- * land in w->term_fd (WORKER_STARTED) or w->sess_fd (the caller takes
- * them). 0, -ETIMEDOUT, -EPIPE (the worker is gone) or
- * -EPROTO (a malformed message). */
+/* Whether messages wait for the socket to take them (poll for POLLOUT). */
+bool worker_pending(const struct worker *w);
+/* Send what waits. 0 all sent, 1 some still waits, or -errno (gone). */
+int worker_flush(struct worker *w);
+/* Receive the next message within timeout_ms (-1: no limit); what waits
+ * to be sent is sent meanwhile. Passed fds land in w->term_fd
+ * (WORKER_STARTED) or w->sess_fd (the caller takes them). 0, -ETIMEDOUT,
+ * -EPIPE (the worker is gone), -ENOBUFS (it stopped reading: see
+ * worker_send()) or -EPROTO: a message that its table, its state or what
+ * we asked does not allow (w->why, w->why_type say which); the worker is
+ * hostile. */
 int worker_recv(struct worker *w, struct worker_msg *m, int timeout_ms);
 /* Wait for a message of the given type, skipping none: anything else is
  * -EPROTO (with m holding it). */
 int worker_expect(struct worker *w, uint32_t type, struct worker_msg *m,
 		  int timeout_ms);
-/* End the worker: close the control socket (it stops its VM and exits),
- * then reap it; SIGKILL after timeout_ms. Accepts an unspawned worker. */
+/* Let go of the worker without waiting for it: close the control socket
+ * (it stops its VM and exits) and the terminal fd, drop what waits to be
+ * sent (sess_fd are the caller's). For a process that is not the worker's parent (the front-end:
+ * the manager reaps it). Accepts an unspawned worker. */
+void worker_close(struct worker *w);
+/* End a worker we forked: worker_close(), then reap it; SIGKILL after
+ * timeout_ms. Accepts an unspawned worker. */
 void worker_destroy(struct worker *w, int timeout_ms);
 
 uint64_t worker_now_ns(void);

@@ -312,3 +312,61 @@ def test_connection_outlives_its_vm(tmp):
         master.kill()
         master.wait()
         s.close()
+
+
+def test_stopped_worker_counts_until_reaped(tmp):
+    """Issue 9 items 3 and 4. A worker that stops reading its control
+    socket (SIGSTOP: what a worker stuck or taken over looks like from
+    outside) while its user keeps the front-end sending (window changes):
+    the front-end's sends never block; at its queue's bound it drops that
+    VM, and the manager, which alone may, kills and reaps the worker. Until
+    it is reaped the worker still counts against max_vms (bob is refused
+    while it exists); then it is really gone, no zombie, and bob gets in."""
+    from rawssh import need_paramiko, paramiko
+    need_paramiko()
+    s = Server(tmp, max_vms=1)
+    client = None
+    try:
+        out, w = login(s, "alice", "echo up")
+        assert out == "up\n"
+        t = start_time(w)
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect("127.0.0.1", port=s.port, username="alice",
+                       key_filename=s.key, allow_agent=False,
+                       look_for_keys=False, timeout=30)
+        ch = client.get_transport().open_session()
+        ch.get_pty(width=80, height=24)
+        ch.exec_command("echo started; sleep 600")
+        assert ch.recv(64).startswith(b"started"), "no session"
+        os.kill(w, signal.SIGSTOP)
+        t0 = time.monotonic()
+        for i in range(3000):
+            if s.log.wait_for(r"vm alice: dropped", time.monotonic()):
+                break
+            ch.resize_pty(width=80 + i % 100, height=24)
+        s.log.expect(r"vm alice: dropped: its worker does not read its "
+                     r"control socket", 30)
+        print(f"dropped after {i} window changes, "
+              f"{time.monotonic() - t0:.2f}s")
+        assert s.proc.poll() is None
+        # The VM is gone for the front-end; its worker is not yet.
+        st, _, err = s.ssh("bob", "echo hi")
+        assert start_time(w) == t, "the worker went before bob was refused"
+        assert st != 0 and "host at capacity" in err, (st, err)
+        s.log.expect(r"worker %d: still running \d+ ms after its control "
+                     r"socket closed: killed" % w, 30)
+        wait_gone([(w, t)], 10)
+        assert not os.path.exists(f"/proc/{w}"), "a zombie is left"
+        deadline = time.monotonic() + 10
+        while True:
+            st, out, err = s.ssh("bob", "echo hi")
+            if st == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert (st, out) == (0, "hi\n"), (st, out, err,
+                                          s.log.text()[-1500:])
+    finally:
+        if client:
+            client.close()
+        s.close()
