@@ -116,6 +116,8 @@ static struct {
 	int mgr;		/* manager socket */
 	pid_t mgr_pid;
 	struct keys_client kc;	/* the keys monitor */
+	bool keys_asked;	/* the manager is starting one */
+	time_t keys_asked_at;
 	struct admit_signups signups;	/* the last hour's */
 	struct worker_jail jail;	/* the clone user, suspended/ */
 	int susp_fd;		/* <state_dir>/suspended, opened as root */
@@ -271,11 +273,20 @@ static void mgr_watch(void)
 		ev_add(S.mgr, ev, manager_event, NULL);
 }
 
+/* The keys monitor runs as a child of the manager, which alone can kill
+ * and replace it (we are the clone user, and may not fork). */
+static void keys_main_hook(int sock, void *arg)
+{
+	keys_monitor_main(sock, arg);
+}
+
 static int mgr_start(void)
 {
-	/* XXX the keys monitor is still keys_start()'s: the lead moves it
-	 * to the manager's hook (struct manager_hooks). */
-	int r = manager_start(S.cfg, &S.jail, NULL, &MG);
+	static struct manager_hooks hooks = { .keys_main = keys_main_hook };
+	int r;
+
+	hooks.arg = S.cfg;
+	r = manager_start(S.cfg, &S.jail, &hooks, &MG);
 
 	if (r == 0) {
 		S.mgr = MG.sock;
@@ -318,37 +329,45 @@ static int keys_event(socket_t fd, int revents, void *userdata)
 	return 0;
 }
 
-static int keys_start(void)
+/* Ask the manager for a (new) keys monitor: it kills the old one, if
+ * any, and forks another; MGR_KEYS_READY brings its socket. At most one
+ * request in flight, and one a second: a monitor that dies at once must
+ * not make the manager fork in a loop (tick() asks again). */
+static void keys_start(void)
 {
-	int sv[2];
-	pid_t pid;
+	time_t now = time(NULL);
+	int r;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		close(sv[0]);
-		close(S.mgr);
-		close(S.susp_fd);
-		close(S.run_fd);
-		keys_monitor_main(sv[1], S.cfg);
+	if (S.keys_asked || now == S.keys_asked_at)
+		return;
+	S.keys_asked_at = now;
+	if ((r = manager_keys(&MG)) < 0) {
+		log_warnx("keys monitor: asking the manager: %s", strerror(-r));
+		return;
 	}
-	close(sv[1]);
-	keys_client_attach(&S.kc, sv[0], mono_ms());
-	ev_add(S.kc.fd, POLLIN, keys_event, NULL);
-	return 0;
+	S.keys_asked = true;
+	mgr_watch();
 }
 
-/* The monitor went away or stopped answering: lookups in flight wait for
- * a new one. XXX: the front-end cannot fork one itself; the manager will. */
+static void keys_ready(int fd)
+{
+	S.keys_asked = false;
+	keys_client_attach(&S.kc, fd, mono_ms());
+	ev_add(S.kc.fd, POLLIN, keys_event, NULL);
+	log_info("keys monitor ready");
+}
+
+/* The monitor went away or stopped answering: the lookups in flight wait
+ * for the next one (or their deadlines), which the manager starts after
+ * killing this one. */
 static void keys_replace(void)
 {
-	if (S.kc.fd >= 0)
+	if (S.kc.fd >= 0) {
 		ev_del(S.kc.fd);
-	keys_client_close(&S.kc, keys_done);
-	log_warnx("keys monitor: not answering; logins are refused");
+		log_warnx("keys monitor: gone or not answering; replacing it");
+	}
+	keys_client_attach(&S.kc, -1, mono_ms());
+	keys_start();
 }
 
 /* ---- users' VMs -------------------------------------------------------- */
@@ -527,10 +546,12 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 	case MGR_FAILED:
 		if (m.a == MGR_SPAWN)
 			break;
+		if (m.a == MGR_KEYS)
+			S.keys_asked = false;	/* tick() asks again */
 		log_warnx("VM manager: %s", m.text);
 		return 0;
-	case MGR_KEYS_READY:	/* XXX not asked yet: see mgr_start() */
-		close(wfd);
+	case MGR_KEYS_READY:
+		keys_ready(wfd);
 		return 0;
 	default:		/* MGR_GONE: manager_ending() counts it no more */
 		return 0;
@@ -1281,8 +1302,7 @@ static void key_hash(ssh_key key, uint8_t out[16])
 }
 
 /* open_signup's limits: a name claimed is nobody else's, so one key or
- * one address claims only so many an hour, and none while the host is at
- * capacity (the name would be taken and its VM refused all the same). */
+ * one address claims only so many an hour. */
 static bool signup_allowed(struct conn *k, ssh_message m)
 {
 	static const char *const why[] = {
@@ -1293,11 +1313,6 @@ static bool signup_allowed(struct conn *k, ssh_message m)
 	enum admit_signup_verdict v;
 	uint8_t h[16];
 
-	if (active_vms() >= S.cfg->vm.max_vms) {
-		log_info("signup: %s from %s refused: host at capacity",
-			 k->user, k->peer_str);
-		return false;
-	}
 	key_hash(msg_pubkey(m), h);
 	v = admit_signup_check(&S.signups, h, &k->peer, time(NULL),
 			       S.cfg->server.signup_per_key_per_hour,
@@ -1350,6 +1365,12 @@ static void keys_done(void *owner, int r)
 		/* "would this key do?": yes, sign with it */
 		ssh_message_auth_reply_pk_ok_simple(m);
 		ssh_message_free(m);
+	} else if (r == -ENOENT && active_vms() >= S.cfg->vm.max_vms) {
+		/* In, to be told the host is full, but the name stays free:
+		 * claimed now, it would be taken with no VM to show for it. */
+		log_info("signup: %s from %s not claimed: host at capacity",
+			 k->user, k->peer_str);
+		auth_success(k, m);
 	} else if (r == -ENOENT) {
 		if (!signup_allowed(k, m)) {
 			auth_fail(k, m);
@@ -1683,6 +1704,8 @@ static void tick(void)
 {
 	time_t now = time(NULL);
 
+	if (S.kc.fd < 0 && !S.stopping)
+		keys_start();
 	if (dropped.startups || dropped.per_source) {
 		log_info("connections dropped before key exchange: %lu past "
 			 "max_startups, %lu past per_source_max_startups",
@@ -1871,8 +1894,7 @@ int sshd_serve(struct cfg *cfg)
 		fatalx("%s", err);
 	if (mgr_start() < 0)
 		fatal("starting the VM manager");
-	if (keys_start() < 0)
-		fatal("starting the keys monitor");
+	keys_start();
 	S.bind = ssh_bind_new();
 	ssh_bind_options_set(S.bind, SSH_BIND_OPTIONS_BINDADDR,
 			     cfg->server.listen_host);

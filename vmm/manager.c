@@ -60,6 +60,7 @@ static struct {
 	unsigned rhead, rn, rstarted;	/* rstarted: given to a fork */
 	unsigned forking;
 	pid_t keys_pid;
+	pid_t keys_old;		/* killed, not yet reaped */
 	bool gone;		/* the front-end is */
 } M;
 
@@ -273,18 +274,20 @@ static void keys_child(int sock)
 static void keys_request(void)
 {
 	struct worker_msg m = { .type = MGR_KEYS_READY };
-	int sv[2], st;
+	int sv[2];
 	pid_t pid;
 
 	if (!M.hooks || !M.hooks->keys_main) {
 		failed(MGR_KEYS, 0, "no keys monitor");
 		return;
 	}
-	/* One at a time: the old one may have been talked into anything. */
+	/* One at a time: the old one may have been talked into anything.
+	 * Reaped by reap(), not waited for here: one stuck in disk I/O dies
+	 * only when that ends, and must not stop us meanwhile. */
 	if (M.keys_pid > 0) {
 		kill(M.keys_pid, SIGKILL);
-		while (waitpid(M.keys_pid, &st, 0) < 0 && errno == EINTR)
-			;
+		log_info("keys monitor %d killed", (int)M.keys_pid);
+		M.keys_old = M.keys_pid;
 		M.keys_pid = -1;
 	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -303,6 +306,7 @@ static void keys_request(void)
 		return;
 	}
 	M.keys_pid = pid;
+	log_info("keys monitor %d started", (int)pid);
 	m.a = (uint64_t)pid;
 	up(&m, sv[0]);
 	close(sv[0]);
@@ -380,6 +384,10 @@ static void reap(void)
 			M.keys_pid = -1;
 			continue;
 		}
+		if (pid == M.keys_old) {	/* the one we killed */
+			M.keys_old = -1;
+			continue;
+		}
 		why_died(pid, st);
 		if (!mw)
 			continue;
@@ -450,7 +458,7 @@ void manager_serve(int sock, const struct template *t, unsigned max_vms,
 	M.hooks = hooks;
 	M.max_vms = max_vms ? max_vms : 1;
 	M.nws = M.max_vms;
-	M.keys_pid = -1;
+	M.keys_pid = M.keys_old = -1;
 	M.ws = calloc(M.nws, sizeof(*M.ws));
 	M.reqs = calloc(M.nws, sizeof(*M.reqs));
 	p = calloc(MANAGER_FORKS_MAX + 2, sizeof(*p));

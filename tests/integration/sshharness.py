@@ -164,11 +164,19 @@ root = {'yes' if root else 'no'}
         """How many file descriptors the serve process holds."""
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
+    def keys_monitors(self):
+        """The pids of every keys monitor the manager said it started."""
+        return [int(p) for p in re.findall(
+            r"clone\[manager\]: keys monitor (\d+) started",
+            self.log.text())]
+
     def workers(self):
-        """The VM worker processes: the manager's children (the manager is
-        serve's only child; it forks a worker only when a VM is asked
-        for)."""
-        return [w for m in children(self.proc.pid) for w in children(m)]
+        """The VM worker processes: the manager's children but the keys
+        monitor (the manager is serve's only child; it forks a worker only
+        when a VM is asked for)."""
+        keys = set(self.keys_monitors())
+        return [w for m in children(self.proc.pid) for w in children(m)
+                if w not in keys]
 
     def close(self):
         try:

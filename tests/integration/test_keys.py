@@ -2,6 +2,7 @@
 that would stall a lookup must stall nobody else, and no answer may ever
 reach a login other than the one that asked."""
 import os
+import signal
 import socket
 import threading
 import time
@@ -82,5 +83,52 @@ def test_fifo_keys_file_stalls_nobody(tmp):
             assert not auth(s.port, "mallory", akey), \
                 f"alice's key opened mallory's account ({i})"
         assert auth(s.port, "mallory", mkey)
+    finally:
+        s.close()
+
+
+def test_stuck_monitor_replaced(tmp):
+    """The keys monitor stops answering (SIGSTOP): the login waiting on it
+    is refused within KEYS_TIMEOUT_MS (5 s), a login that came meanwhile
+    is asked again of a new monitor and let in, the stuck one is killed
+    and reaped, and logins go on at normal speed."""
+    need_paramiko()
+    s = Server(tmp, open_signup=False)
+    try:
+        os.makedirs(s.users)
+        for user in ("alice", "bob"):
+            with open(s.key + ".pub") as f, \
+                    open(os.path.join(s.users, user), "w") as g:
+                g.write(f.read())
+        key = load_key(s.key)
+        assert auth(s.port, "alice", key)
+        old = s.keys_monitors()
+        assert len(old) == 1, old
+        os.kill(old[0], signal.SIGSTOP)
+        alice = []
+        t = threading.Thread(
+            target=lambda: alice.append(timed_auth(s.port, "alice", key)))
+        t.start()
+        time.sleep(2)
+        bob_ok, bob_took = timed_auth(s.port, "bob", key)
+        t.join(60)
+        ok, took = alice[0]
+        print(f"  alice refused after {took:.1f} s; bob, who came 2 s "
+              f"later, {'in' if bob_ok else 'refused'} after "
+              f"{bob_took:.1f} s")
+        assert ok is False
+        assert 4.5 < took < 9, took
+        assert bob_ok is True, "the other login was refused too"
+        s.log.expect(r"keys monitor: no answer for alice", 5)
+        s.log.expect(r"keys monitor \d+ killed", 5)
+        new = s.keys_monitors()
+        assert len(new) == 2 and new[1] != old[0], new
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{old[0]}") and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{old[0]}"), "not reaped"
+        ok, took = timed_auth(s.port, "alice", key)
+        assert ok and took < 2, took
     finally:
         s.close()
