@@ -135,7 +135,7 @@ void x86_decode(const uint8_t *bytes, size_t len, struct x86_insn *insn);
 /* One linear-to-physical walk: where the entries it used lie. */
 struct x86_walk {
 	uint64_t gpa;		/* of the byte at the linear address */
-	uint64_t entry[5];	/* their guest-physical addresses, top first */
+	uint64_t entry[5];	/* guest-physical, top level first */
 	unsigned n;		/* entry[n - 1] is the leaf */
 };
 

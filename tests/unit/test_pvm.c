@@ -98,7 +98,8 @@ static uint64_t *entry(struct fx *f, uint64_t la, unsigned level)
 	unsigned l = f->c.cr4 & X86_CR4_LA57 ? 5 : 4;
 
 	for (;; l--) {
-		uint64_t *e = at(f, table + ((la >> (12 + 9 * (l - 1))) & 511) * 8);
+		unsigned idx = (la >> (12 + 9 * (l - 1))) & 511;
+		uint64_t *e = at(f, table + idx * 8);
 
 		if (l == level)
 			return e;
@@ -455,7 +456,7 @@ static void test_supervisor_page_from_user_mode(void **state)
 {
 	struct fx *f = *state;
 
-	map(f, ULA, DATA, P | RW | XD);		/* US clear in the leaf */
+	map(f, ULA, DATA, P | RW | XD);	/* US clear in the leaf */
 	f->c.gpr[RAX] = ULA + 8;
 	f->c.cpl = 3;
 	FAULT(f, "\x0f\xae\x10", X86_EXC_PF, X86_PF_P | X86_PF_U, ULA + 8);
@@ -600,10 +601,11 @@ static void test_canonical(void **state)
 	FAULT(f, "\x0f\xae\x10", X86_EXC_GP, 0, 0);
 	/* Through rsp or rbp it is the stack: #SS(0); r12 is not. */
 	f->c.gpr[RSP] = f->c.gpr[RBP] = f->c.gpr[R12] = 0x8000000000000000ULL;
-	FAULT(f, "\x0f\xae\x14\x24", X86_EXC_SS, 0, 0);		/* [rsp] */
-	FAULT(f, "\x0f\xae\x55\x00", X86_EXC_SS, 0, 0);		/* [rbp] */
+	FAULT(f, "\x0f\xae\x14\x24", X86_EXC_SS, 0, 0);	/* [rsp] */
+	FAULT(f, "\x0f\xae\x55\x00", X86_EXC_SS, 0, 0);	/* [rbp] */
 	FAULT(f, "\x41\x0f\xae\x14\x24", X86_EXC_GP, 0, 0);	/* [r12] */
-	FAULT(f, "\x64\x0f\xae\x14\x24", X86_EXC_GP, 0, 0);	/* [fs:rsp] */
+	/* [fs:rsp] */
+	FAULT(f, "\x64\x0f\xae\x14\x24", X86_EXC_GP, 0, 0);
 	/* With LA57, 0x0000800000000000 is an ordinary address: 5 levels. */
 	f->c.cr4 |= X86_CR4_LA57;
 	map(f, 0x0000800000000000ULL, DATA, P | RW | XD);
