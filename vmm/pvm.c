@@ -11,6 +11,10 @@
 #define DR6_BS (1ULL << 14)
 /* MXCSR_MASK when FXSAVE reports 0 (SDM vol. 1, 11.6.6). */
 #define MXCSR_MASK_DEFAULT 0xffbf
+/* The legacy (FXSAVE) area that opens an XSAVE image: the x87 status
+ * word at byte 2, MXCSR at byte 24. */
+#define XSAVE_FSW 2
+#define XSAVE_MXCSR 24
 
 bool pvm_detect(void)
 {
@@ -75,7 +79,7 @@ static void host_cpu(struct x86_host *h)
 }
 
 static void cpu_from_kvm(struct x86_cpu *c, const struct kvm_regs *r,
-			 const struct kvm_sregs *s, const struct kvm_fpu *f)
+			 const struct kvm_sregs *s, const struct kvm_xsave *x)
 {
 	const uint64_t gpr[16] = {
 		r->rax, r->rcx, r->rdx, r->rbx, r->rsp, r->rbp, r->rsi, r->rdi,
@@ -100,8 +104,10 @@ static void cpu_from_kvm(struct x86_cpu *c, const struct kvm_regs *r,
 	 * guest's supervisor mode and 3 in user mode). */
 	c->cpl = s->ss.dpl;
 	c->code64 = (s->efer & EFER_LMA) && s->cs.l;
-	c->mxcsr = f->mxcsr;
-	c->fsw = f->fsw;
+	memcpy(&c->mxcsr, (const uint8_t *)x->region + XSAVE_MXCSR,
+	       sizeof(c->mxcsr));
+	memcpy(&c->fsw, (const uint8_t *)x->region + XSAVE_FSW,
+	       sizeof(c->fsw));
 }
 
 /* The instruction at RIP as the CPU fetches it, up to the first byte it
@@ -143,7 +149,7 @@ static void describe(char *desc, size_t n, const struct x86_cpu *c,
 /* Hand the outcome to KVM: the new registers of a retired instruction,
  * then the exception, with what the CPU sets on the way (CR2, DR6). */
 static int apply(int vcpu_fd, struct kvm_regs *regs, struct kvm_sregs *sregs,
-		 struct kvm_fpu *fpu, const struct x86_cpu *c,
+		 struct kvm_xsave *xs, const struct x86_cpu *c,
 		 const struct x86_outcome *out)
 {
 	struct kvm_vcpu_events ev;
@@ -157,8 +163,9 @@ static int apply(int vcpu_fd, struct kvm_regs *regs, struct kvm_sregs *sregs,
 			return -errno;
 	}
 	if (out->mxcsr_set) {
-		fpu->mxcsr = c->mxcsr;
-		if (ioctl(vcpu_fd, KVM_SET_FPU, fpu) < 0)
+		memcpy((uint8_t *)xs->region + XSAVE_MXCSR, &c->mxcsr,
+		       sizeof(c->mxcsr));
+		if (ioctl(vcpu_fd, KVM_SET_XSAVE, xs) < 0)
 			return -errno;
 	}
 	/* Without KVM_CAP_EXCEPTION_PAYLOAD (a VM-wide switch) an injected
@@ -230,7 +237,9 @@ int x86_complete_emulation(int vcpu_fd, struct kvm_run *run,
 {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
+	/* Not KVM_GET_FPU: KVM's struct kvm_fpu has an mxcsr field that
+	 * KVM_GET_FPU leaves 0 and KVM_SET_FPU ignores. */
+	struct kvm_xsave xs;
 	struct x86_host h;
 	struct x86_cpu c;
 	struct x86_insn in;
@@ -241,10 +250,10 @@ int x86_complete_emulation(int vcpu_fd, struct kvm_run *run,
 
 	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0 ||
 	    ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0 ||
-	    ioctl(vcpu_fd, KVM_GET_FPU, &fpu) < 0)
+	    ioctl(vcpu_fd, KVM_GET_XSAVE, &xs) < 0)
 		return -errno;
 	host_cpu(&h);
-	cpu_from_kvm(&c, &regs, &sregs, &fpu);
+	cpu_from_kvm(&c, &regs, &sregs, &xs);
 	if (run->emulation_failure.ndata >= 3 &&
 	    (run->emulation_failure.flags &
 	     KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
@@ -264,7 +273,7 @@ int x86_complete_emulation(int vcpu_fd, struct kvm_run *run,
 	r = x86_emulate(m, &h, &c, &in, &out);
 	if (r < 0)
 		return r;
-	r = apply(vcpu_fd, &regs, &sregs, &fpu, &c, &out);
+	r = apply(vcpu_fd, &regs, &sregs, &xs, &c, &out);
 	if (r < 0)
 		return r;
 	count(st, &in, &out);
