@@ -1,13 +1,20 @@
 #include "vmm/pvm.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define RFLAGS_AC (1ULL << 18)
-#define BP_VECTOR 3
+#define EFER_LMA (1ULL << 10)
+#define DR6_BS (1ULL << 14)
+/* MXCSR_MASK when FXSAVE reports 0 (SDM vol. 1, 11.6.6). */
+#define MXCSR_MASK_DEFAULT 0xffbf
+/* The legacy (FXSAVE) area that opens an XSAVE image: the x87 status
+ * word at byte 2, MXCSR at byte 24. */
+#define XSAVE_FSW 2
+#define XSAVE_MXCSR 24
 
 bool pvm_detect(void)
 {
@@ -45,153 +52,93 @@ void pvm_filter_cpuid(struct kvm_cpuid2 *cpuid)
 	}
 }
 
-static int64_t sext8(uint8_t v)
+
+/* On PVM the guest runs on the host's CPU and sees its CPUID (our
+ * KVM_SET_CPUID2 does not reach it: shared/notes/pvm.md), so what the
+ * host has is what the guest's instructions meet. */
+static void host_cpu(struct x86_host *h)
 {
-	return (int8_t)v;
+	struct {
+		uint8_t b[512];
+	} __attribute__((aligned(16))) fx;
+	unsigned a, b, c, d;
+	uint32_t mask;
+
+	memset(h, 0, sizeof(*h));
+	memset(&fx, 0, sizeof(fx));
+	h->maxphyaddr = 36;
+	if (__get_cpuid(0x80000008, &a, &b, &c, &d))
+		h->maxphyaddr = a & 0xff;
+	if (__get_cpuid(0x80000001, &a, &b, &c, &d))
+		h->gbpages = d >> 26 & 1;
+	if (__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		h->smap = b >> 20 & 1;
+	__asm__ volatile("fxsave64 %0" : "=m"(fx));
+	memcpy(&mask, fx.b + 28, sizeof(mask));
+	h->mxcsr_mask = mask ? mask : MXCSR_MASK_DEFAULT;
 }
 
-static int64_t sext32(const uint8_t *p)
+static void cpu_from_kvm(struct x86_cpu *c, const struct kvm_regs *r,
+			 const struct kvm_sregs *s, const struct kvm_xsave *x)
 {
-	int32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-void x86_decode(const uint8_t *b, size_t len, struct x86_insn *in)
-{
-	unsigned rex = 0, mod, reg, rm;
-	size_t i = 0;
-
-	memset(in, 0, sizeof(*in));
-	in->kind = X86_INSN_UNKNOWN;
-	in->base = in->index = in->seg = -1;
-	if (len > 15)
-		len = 15;
-	for (; i < len; i++) {
-		switch (b[i]) {
-		case 0x66: case 0xf2: case 0xf3:
-		case 0x26: case 0x2e: case 0x36: case 0x3e:
-			continue;
-		case 0x64:
-			in->seg = 4;
-			continue;
-		case 0x65:
-			in->seg = 5;
-			continue;
-		default:
-			break;
-		}
-		break;
-	}
-	if (i < len && (b[i] & 0xf0) == 0x40)
-		rex = b[i++];
-	if (i >= len)
-		return;
-	if (b[i] == 0xcc || b[i] == 0x9b) {
-		in->kind = b[i] == 0xcc ? X86_INSN_INT3 : X86_INSN_FWAIT;
-		in->len = (unsigned)i + 1;
-		return;
-	}
-	if (b[i] != 0x0f || i + 2 >= len)
-		return;
-	if (b[i + 1] == 0x01 && (b[i + 2] == 0xca || b[i + 2] == 0xcb)) {
-		in->kind = b[i + 2] == 0xca ? X86_INSN_CLAC : X86_INSN_STAC;
-		in->len = (unsigned)i + 3;
-		return;
-	}
-	if (b[i + 1] != 0xae)
-		return;
-	mod = b[i + 2] >> 6;
-	reg = (b[i + 2] >> 3) & 7;
-	rm = b[i + 2] & 7;
-	if (mod == 3 || (reg != 2 && reg != 3))
-		return;
-	i += 3;
-	if (rm == 4) {
-		unsigned sib, idx;
-
-		if (i >= len)
-			return;
-		sib = b[i++];
-		in->scale = 1U << (sib >> 6);
-		idx = ((sib >> 3) & 7) | (rex & 2 ? 8 : 0);
-		if (idx != 4)
-			in->index = (int)idx;
-		if ((sib & 7) == 5 && mod == 0) {
-			if (i + 4 > len)
-				return;
-			in->disp = sext32(b + i);
-			i += 4;
-		} else {
-			in->base = (int)((sib & 7) | (rex & 1 ? 8 : 0));
-		}
-	} else if (rm == 5 && mod == 0) {
-		if (i + 4 > len)
-			return;
-		in->rip_rel = true;
-		in->disp = sext32(b + i);
-		i += 4;
-	} else {
-		in->base = (int)(rm | (rex & 1 ? 8 : 0));
-	}
-	if (mod == 1) {
-		if (i + 1 > len)
-			return;
-		in->disp = sext8(b[i++]);
-	} else if (mod == 2) {
-		if (i + 4 > len)
-			return;
-		in->disp = sext32(b + i);
-		i += 4;
-	}
-	in->kind = reg == 2 ? X86_INSN_LDMXCSR : X86_INSN_STMXCSR;
-	in->len = (unsigned)i;
-}
-
-static uint64_t reg_value(const struct kvm_regs *r, int n)
-{
-	const uint64_t v[16] = {
+	const uint64_t gpr[16] = {
 		r->rax, r->rcx, r->rdx, r->rbx, r->rsp, r->rbp, r->rsi, r->rdi,
 		r->r8,	r->r9,	r->r10, r->r11, r->r12, r->r13, r->r14, r->r15,
 	};
-	return n >= 0 && n < 16 ? v[n] : 0;
+
+	memset(c, 0, sizeof(*c));
+	memcpy(c->gpr, gpr, sizeof(gpr));
+	c->rip = r->rip;
+	c->rflags = r->rflags;
+	c->cr0 = s->cr0;
+	c->cr3 = s->cr3;
+	c->cr4 = s->cr4;
+	c->efer = s->efer;
+	/* In 64-bit mode only FS and GS have a base; the others are 0
+	 * whatever their descriptors say. */
+	c->seg_base[X86_FS] = s->fs.base;
+	c->seg_base[X86_GS] = s->gs.base;
+	c->idt_base = s->idt.base;
+	c->idt_limit = s->idt.limit;
+	/* SS.DPL is the CPL, as KVM itself reads it (PVM sets it 0 in the
+	 * guest's supervisor mode and 3 in user mode). */
+	c->cpl = s->ss.dpl;
+	c->code64 = (s->efer & EFER_LMA) && s->cs.l;
+	memcpy(&c->mxcsr, (const uint8_t *)x->region + XSAVE_MXCSR,
+	       sizeof(c->mxcsr));
+	memcpy(&c->fsw, (const uint8_t *)x->region + XSAVE_FSW,
+	       sizeof(c->fsw));
 }
 
-/* Guest virtual to host pointer for one byte, through the guest's page
- * tables as KVM walks them. */
-static uint8_t *gva_byte(int vcpu_fd, const struct gmem *m, uint64_t gva)
+/* The instruction at RIP as the CPU fetches it, up to the first byte it
+ * may not fetch. */
+static size_t fetch(const struct gmem *m, const struct x86_host *h,
+		    const struct x86_cpu *c, uint8_t *b)
 {
-	struct kvm_translation t = { .linear_address = gva };
+	unsigned acc = X86_ACC_FETCH | (c->cpl == 3 ? X86_ACC_USER : 0);
+	size_t n = 0;
 
-	if (ioctl(vcpu_fd, KVM_TRANSLATE, &t) < 0 || !t.valid)
-		return NULL;
-	return gmem_ptr(m, t.physical_address, 1);
-}
+	while (n < X86_MAX_INSN_LEN) {
+		uint64_t a = c->rip + n;
+		size_t k = X86_MAX_INSN_LEN - n;
+		struct x86_event f;
 
-static int gva_copy(int vcpu_fd, const struct gmem *m, uint64_t gva,
-		    void *buf, size_t len, bool to_guest)
-{
-	uint8_t *p = buf;
-
-	for (size_t i = 0; i < len; i++) {
-		uint8_t *g = gva_byte(vcpu_fd, m, gva + i);
-
-		if (!g)
-			return -EFAULT;
-		if (to_guest)
-			*g = p[i];
-		else
-			p[i] = *g;
+		if (k > 4096 - (a & 4095))
+			k = 4096 - (a & 4095);
+		if (x86_access(m, h, c, a, b + n, k, acc, &f) < 0 ||
+		    f.vector >= 0)
+			break;
+		n += k;
 	}
-	return 0;
+	return n;
 }
 
-static void describe(char *desc, size_t n, uint64_t rip, const uint8_t *b,
-		     size_t len)
+static void describe(char *desc, size_t n, const struct x86_cpu *c,
+		     const uint8_t *b, size_t len)
 {
-	int off = snprintf(desc, n, "instruction at RIP 0x%llx, bytes",
-			   (unsigned long long)rip);
+	int off = snprintf(desc, n, "instruction at RIP 0x%llx (CPL %u%s), "
+			   "bytes", (unsigned long long)c->rip, c->cpl,
+			   c->code64 ? "" : ", not 64-bit mode");
 
 	for (size_t i = 0; i < len && off > 0 && (size_t)off < n; i++)
 		off += snprintf(desc + off, n - (size_t)off, " %02x", b[i]);
@@ -199,38 +146,89 @@ static void describe(char *desc, size_t n, uint64_t rip, const uint8_t *b,
 		snprintf(desc + off, n - (size_t)off, " unreadable");
 }
 
-static int mxcsr_access(int vcpu_fd, const struct gmem *m,
-			const struct kvm_regs *regs, const struct x86_insn *in)
+/* Hand the outcome to KVM: the new registers of a retired instruction,
+ * then the exception, with what the CPU sets on the way (CR2, DR6). */
+static int apply(int vcpu_fd, struct kvm_regs *regs, struct kvm_sregs *sregs,
+		 struct kvm_xsave *xs, const struct x86_cpu *c,
+		 const struct x86_outcome *out)
 {
-	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
-	uint64_t addr;
-	uint32_t v;
+	struct kvm_vcpu_events ev;
+	struct kvm_debugregs dbg;
+	bool set_ev = out->ev.vector >= 0;
 
-	addr = reg_value(regs, in->base) +
-	       reg_value(regs, in->index) * (in->index >= 0 ? in->scale : 0) +
-	       (uint64_t)in->disp;
-	if (in->rip_rel)
-		addr += regs->rip + in->len;
-	if (in->seg >= 0) {
-		if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
+	if (out->retired) {
+		regs->rip = c->rip;
+		regs->rflags = c->rflags;
+		if (ioctl(vcpu_fd, KVM_SET_REGS, regs) < 0)
 			return -errno;
-		addr += in->seg == 4 ? sregs.fs.base : sregs.gs.base;
 	}
-	if (ioctl(vcpu_fd, KVM_GET_FPU, &fpu) < 0)
+	if (out->mxcsr_set) {
+		memcpy((uint8_t *)xs->region + XSAVE_MXCSR, &c->mxcsr,
+		       sizeof(c->mxcsr));
+		if (ioctl(vcpu_fd, KVM_SET_XSAVE, xs) < 0)
+			return -errno;
+	}
+	/* Without KVM_CAP_EXCEPTION_PAYLOAD (a VM-wide switch) an injected
+	 * #PF leaves CR2 alone, so it is set here first. */
+	if (out->ev.has_cr2) {
+		sregs->cr2 = out->ev.cr2;
+		if (ioctl(vcpu_fd, KVM_SET_SREGS, sregs) < 0)
+			return -errno;
+	}
+	if (out->ev.dr6_bs) {
+		if (ioctl(vcpu_fd, KVM_GET_DEBUGREGS, &dbg) < 0)
+			return -errno;
+		dbg.dr6 |= DR6_BS;
+		if (ioctl(vcpu_fd, KVM_SET_DEBUGREGS, &dbg) < 0)
+			return -errno;
+	}
+	if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
 		return -errno;
-	if (in->kind == X86_INSN_LDMXCSR) {
-		if (gva_copy(vcpu_fd, m, addr, &v, sizeof(v), false) < 0)
-			return -EOPNOTSUPP;
-		fpu.mxcsr = v;
-		if (ioctl(vcpu_fd, KVM_SET_FPU, &fpu) < 0)
-			return -errno;
-	} else {
-		v = fpu.mxcsr;
-		if (gva_copy(vcpu_fd, m, addr, &v, sizeof(v), true) < 0)
-			return -EOPNOTSUPP;
+	ev.flags = 0;
+	/* An sti or mov ss shadow lasts one instruction: this one. */
+	if (out->retired && ev.interrupt.shadow) {
+		ev.interrupt.shadow = 0;
+		ev.flags |= KVM_VCPUEVENT_VALID_SHADOW;
+		set_ev = true;
 	}
+	if (out->ev.vector >= 0) {
+		ev.exception.injected = 1;
+		ev.exception.nr = (uint8_t)out->ev.vector;
+		ev.exception.has_error_code = out->ev.has_error;
+		ev.exception.error_code = out->ev.error;
+	}
+	if (set_ev && ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		return -errno;
 	return 0;
+}
+
+static void count(struct x86_emul_stats *st, const struct x86_insn *in,
+		  const struct x86_outcome *out)
+{
+	if (!out->retired) {
+		st->faults++;
+		return;
+	}
+	switch (in->kind) {
+	case X86_INSN_INT3:
+		st->int3++;
+		break;
+	case X86_INSN_FWAIT:
+		st->fwait++;
+		break;
+	case X86_INSN_CLAC:
+	case X86_INSN_STAC:
+		st->clac_stac++;
+		break;
+	case X86_INSN_LDMXCSR:
+	case X86_INSN_STMXCSR:
+		st->mxcsr++;
+		break;
+	case X86_INSN_UNKNOWN:
+	case X86_INSN_TRUNCATED:
+	case X86_INSN_TOO_LONG:
+		break;
+	}
 }
 
 int x86_complete_emulation(int vcpu_fd, struct kvm_run *run,
@@ -238,73 +236,46 @@ int x86_complete_emulation(int vcpu_fd, struct kvm_run *run,
 			   char *desc, size_t desclen)
 {
 	struct kvm_regs regs;
-	struct kvm_vcpu_events ev;
+	struct kvm_sregs sregs;
+	/* Not KVM_GET_FPU: KVM's struct kvm_fpu has an mxcsr field that
+	 * KVM_GET_FPU leaves 0 and KVM_SET_FPU ignores. */
+	struct kvm_xsave xs;
+	struct x86_host h;
+	struct x86_cpu c;
 	struct x86_insn in;
-	uint8_t bytes[15];
+	struct x86_outcome out;
+	uint8_t bytes[X86_MAX_INSN_LEN];
 	size_t n = 0;
 	int r;
 
-	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0)
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0 ||
+	    ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0 ||
+	    ioctl(vcpu_fd, KVM_GET_XSAVE, &xs) < 0)
 		return -errno;
+	host_cpu(&h);
+	cpu_from_kvm(&c, &regs, &sregs, &xs);
 	if (run->emulation_failure.ndata >= 3 &&
 	    (run->emulation_failure.flags &
-	     KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) &&
-	    run->emulation_failure.insn_size) {
+	     KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
 		n = run->emulation_failure.insn_size;
 		if (n > sizeof(bytes))
 			n = sizeof(bytes);
 		memcpy(bytes, run->emulation_failure.insn_bytes, n);
-	} else {
-		/* Fetch as much of the 15 bytes as is mapped. */
-		while (n < sizeof(bytes)) {
-			uint8_t *g = gva_byte(vcpu_fd, m, regs.rip + n);
-
-			if (!g)
-				break;
-			bytes[n++] = *g;
-		}
 	}
-	describe(desc, desclen, regs.rip, bytes, n);
 	x86_decode(bytes, n, &in);
-
-	switch (in.kind) {
-	case X86_INSN_UNKNOWN:
-		return -EOPNOTSUPP;
-	case X86_INSN_INT3:
-		/* The handler expects RIP after the int3, as the CPU leaves it. */
-		regs.rip += in.len;
-		if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0 ||
-		    ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
-			return -errno;
-		ev.exception.injected = 1;
-		ev.exception.nr = BP_VECTOR;
-		ev.exception.has_error_code = 0;
-		ev.flags = 0;
-		if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
-			return -errno;
-		st->int3++;
-		return 0;
-	case X86_INSN_FWAIT:	/* no pending x87 exceptions to raise */
-		st->fwait++;
-		break;
-	case X86_INSN_CLAC:
-		regs.rflags &= ~RFLAGS_AC;
-		st->clac_stac++;
-		break;
-	case X86_INSN_STAC:
-		regs.rflags |= RFLAGS_AC;
-		st->clac_stac++;
-		break;
-	case X86_INSN_LDMXCSR:
-	case X86_INSN_STMXCSR:
-		r = mxcsr_access(vcpu_fd, m, &regs, &in);
-		if (r < 0)
-			return r;
-		st->mxcsr++;
-		break;
+	/* KVM hands over only what its decoder had fetched when it gave up
+	 * (perhaps not the displacement): fetch the rest as the CPU would. */
+	if (in.kind == X86_INSN_TRUNCATED) {
+		n = fetch(m, &h, &c, bytes);
+		x86_decode(bytes, n, &in);
 	}
-	regs.rip += in.len;
-	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
-		return -errno;
+	describe(desc, desclen, &c, bytes, n);
+	r = x86_emulate(m, &h, &c, &in, &out);
+	if (r < 0)
+		return r;
+	r = apply(vcpu_fd, &regs, &sregs, &xs, &c, &out);
+	if (r < 0)
+		return r;
+	count(st, &in, &out);
 	return 0;
 }

@@ -41,11 +41,23 @@ static struct x86_insn decode(const void *bytes, size_t len)
 
 #define DECODE(s) decode(s, sizeof(s) - 1)
 
-static void expect_unknown(const void *bytes, size_t len)
+/* Not an instruction: kind says why, and nothing else is set. */
+static void expect_kind(const void *bytes, size_t len,
+			enum x86_insn_kind kind)
 {
 	struct x86_insn in = decode(bytes, len);
 
-	assert_int_equal(in.kind, X86_INSN_UNKNOWN);
+	assert_int_equal(in.kind, kind);
+	assert_int_equal(in.len, 0);
+	assert_int_equal(in.base, NONE);
+	assert_int_equal(in.index, NONE);
+	assert_int_equal(in.seg, NONE);
+	assert_false(in.lock);
+}
+
+static void expect_unknown(const void *bytes, size_t len)
+{
+	expect_kind(bytes, len, X86_INSN_UNKNOWN);
 }
 
 #define UNKNOWN(s) expect_unknown(s, sizeof(s) - 1)
@@ -210,30 +222,63 @@ static void test_prefixes(void **state)
 	(void)state;
 	/* gs: stmxcsr [gs:rax] */
 	expect_mem(DECODE("\x65\x0f\xae\x18"), X86_INSN_STMXCSR, 4, RAX, NONE,
-		   0, 0, false, 5);
+		   0, 0, false, X86_GS);
 	/* fs */
 	expect_mem(DECODE("\x64\x0f\xae\x10"), X86_INSN_LDMXCSR, 4, RAX, NONE,
-		   0, 0, false, 4);
+		   0, 0, false, X86_FS);
 	/* gs with REX: ldmxcsr [gs:r8+8] */
 	expect_mem(DECODE("\x65\x41\x0f\xae\x50\x08"), X86_INSN_LDMXCSR, 6, R8,
-		   NONE, 0, 8, false, 5);
-	/* Operand size and rep prefixes are counted in the length. */
-	expect_mem(DECODE("\x66\x0f\xae\x10"), X86_INSN_LDMXCSR, 4, RAX, NONE,
-		   0, 0, false, NONE);
-	expect_mem(DECODE("\xf3\x66\x0f\xae\x50\x08"), X86_INSN_LDMXCSR, 6,
-		   RAX, NONE, 0, 8, false, NONE);
-	/* Segments whose base is 0 in 64-bit mode leave seg at -1. */
+		   NONE, 0, 8, false, X86_GS);
+	/* Every override is kept: ss decides between #SS and #GP. */
+	expect_mem(DECODE("\x36\x0f\xae\x10"), X86_INSN_LDMXCSR, 4, RAX, NONE,
+		   0, 0, false, X86_SS);
+	/* The last segment prefix wins. */
 	expect_mem(DECODE("\x2e\x3e\x26\x36\x0f\xae\x10"), X86_INSN_LDMXCSR, 7,
-		   RAX, NONE, 0, 0, false, NONE);
+		   RAX, NONE, 0, 0, false, X86_SS);
+	in = DECODE("\x64\x65\x0f\xae\x10");
+	assert_int_equal(in.seg, X86_GS);
+	/* int3 and fwait take any prefix; it only counts in the length. */
 	in = DECODE("\x66\xcc");
 	assert_int_equal(in.kind, X86_INSN_INT3);
 	assert_int_equal(in.len, 2);
-	in = DECODE("\xf3\x0f\x01\xcb");
-	assert_int_equal(in.kind, X86_INSN_STAC);
+	in = DECODE("\xf3\x2e\x9b");
+	assert_int_equal(in.kind, X86_INSN_FWAIT);
+	assert_int_equal(in.len, 3);
+	/* ldmxcsr, stmxcsr, clac and stac are NP: with 66, f2 or f3 they
+	 * are #UD or another instruction (f3 0f 01 ca is FRED's eretu). */
+	UNKNOWN("\x66\x0f\xae\x10");
+	UNKNOWN("\xf3\x66\x0f\xae\x50\x08");
+	UNKNOWN("\xf2\x0f\xae\x18");
+	UNKNOWN("\xf3\x0f\x01\xcb");
+	UNKNOWN("\xf3\x0f\x01\xca");
+	UNKNOWN("\xf2\x0f\x01\xca");
+	UNKNOWN("\x66\x0f\x01\xca");
+	/* LOCK is decoded, for the CPU's #UD. */
+	in = DECODE("\xf0\x0f\x01\xca");
+	assert_int_equal(in.kind, X86_INSN_CLAC);
+	assert_true(in.lock);
 	assert_int_equal(in.len, 4);
-	/* The last segment prefix wins. */
-	in = DECODE("\x64\x65\x0f\xae\x10");
-	assert_int_equal(in.seg, 5);
+	in = DECODE("\x0f\x01\xca");
+	assert_false(in.lock);
+	/* 0x67: a 32-bit address. */
+	in = DECODE("\x67\x0f\xae\x10");
+	assert_int_equal(in.kind, X86_INSN_LDMXCSR);
+	assert_true(in.addr32);
+	assert_int_equal(in.len, 4);
+	assert_false(DECODE("\x0f\xae\x10").addr32);
+}
+
+static void test_rex_position(void **state)
+{
+	(void)state;
+	/* A REX before another prefix is ignored: [rax], not [r8]. */
+	expect_mem(DECODE("\x41\x65\x0f\xae\x10"), X86_INSN_LDMXCSR, 5,
+		   RAX, NONE, 0, 0, false, X86_GS);
+	/* Of two REX prefixes the last counts. */
+	expect_mem(DECODE("\x41\x40\x0f\xae\x10"), X86_INSN_LDMXCSR, 5,
+		   RAX, NONE, 0, 0, false, NONE);
+	expect_mem(DECODE("\x40\x41\x0f\xae\x10"), X86_INSN_LDMXCSR, 5,
+		   R8, NONE, 0, 0, false, NONE);
 }
 
 static void test_other_forms_unknown(void **state)
@@ -269,7 +314,7 @@ static void test_truncated(void **state)
 		"\x0f\xae\x15\x00\x02\x00\x00",
 		"\x65\x43\x0f\xae\x5c\x88\x01",
 		"\x0f\x01\xca",
-		"\xf3\x66\x0f\x01\xcb",
+		"\x65\x2e\x0f\x01\xcb",
 		"\x66\xcc",
 	};
 	const size_t len[] = { 3, 4, 7, 4, 5, 8, 8, 7, 7, 3, 5, 2 };
@@ -279,16 +324,21 @@ static void test_truncated(void **state)
 		/* The whole is known... */
 		assert_int_not_equal(decode(full[i], len[i]).kind,
 				     X86_INSN_UNKNOWN);
-		/* ... every proper prefix of it is not. */
+		/* ... every proper prefix of it is cut short. */
 		for (size_t n = 0; n < len[i]; n++)
-			expect_unknown(full[i], n);
+			expect_kind(full[i], n, X86_INSN_TRUNCATED);
 	}
-	UNKNOWN("\x66\x66\x66");
-	UNKNOWN("\x41");
-	UNKNOWN("\x65");
+	expect_kind("\x66\x66\x66", 3, X86_INSN_TRUNCATED);
+	expect_kind("\x41", 1, X86_INSN_TRUNCATED);
+	expect_kind("\x65", 1, X86_INSN_TRUNCATED);
+	/* Cut short but already not ours (lar; fxsave): unknown. */
+	UNKNOWN("\x0f\x02");
+	UNKNOWN("\x0f\xae\x00");
+	UNKNOWN("\x66\x0f\x01");
 }
 
-static void test_length_clamped(void **state)
+/* Past 15 bytes the CPU raises #GP(0), whatever the bytes would be. */
+static void test_too_long(void **state)
 {
 	uint8_t b[32];
 	struct x86_insn in;
@@ -306,21 +356,22 @@ static void test_length_clamped(void **state)
 	/* 15 prefixes, int3 as the 16th byte: too long. */
 	b[14] = 0x66;
 	b[15] = 0xcc;
-	in = decode(b, sizeof(b));
-	assert_int_equal(in.kind, X86_INSN_UNKNOWN);
+	expect_kind(b, sizeof(b), X86_INSN_TOO_LONG);
+	expect_kind(b, 15, X86_INSN_TOO_LONG);
 	/* 12 prefixes and a 3-byte ldmxcsr fit... */
-	memset(b, 0x66, sizeof(b));
+	memset(b, 0x2e, sizeof(b));
 	memcpy(b + 12, "\x0f\xae\x10", 3);
 	in = decode(b, sizeof(b));
 	assert_int_equal(in.kind, X86_INSN_LDMXCSR);
 	assert_int_equal(in.len, 15);
-	/* ... 12 and a 4-byte one do not. */
+	/* ... 12 and a 4-byte one do not, even given only 14 bytes. */
 	memcpy(b + 12, "\x0f\xae\x50\x08", 4);
-	in = decode(b, sizeof(b));
-	assert_int_equal(in.kind, X86_INSN_UNKNOWN);
+	expect_kind(b, sizeof(b), X86_INSN_TOO_LONG);
+	expect_kind(b, 14, X86_INSN_TRUNCATED);
+	expect_kind(b, 15, X86_INSN_TOO_LONG);
 	/* All prefixes, no opcode. */
 	memset(b, 0x65, sizeof(b));
-	assert_int_equal(decode(b, sizeof(b)).kind, X86_INSN_UNKNOWN);
+	expect_kind(b, sizeof(b), X86_INSN_TOO_LONG);
 }
 
 int main(void)
@@ -332,9 +383,10 @@ int main(void)
 		cmocka_unit_test(test_mxcsr_rip_rel),
 		cmocka_unit_test(test_mxcsr_rex),
 		cmocka_unit_test(test_prefixes),
+		cmocka_unit_test(test_rex_position),
 		cmocka_unit_test(test_other_forms_unknown),
 		cmocka_unit_test(test_truncated),
-		cmocka_unit_test(test_length_clamped),
+		cmocka_unit_test(test_too_long),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
