@@ -283,7 +283,7 @@ static int read_state(int fd, const char *name, struct snapshot_header *hdr,
 	crypto_generichash(hash, sizeof(hash), (const uint8_t *)snap,
 			   sizeof(*snap), NULL, 0);
 	if (sodium_memcmp(hash, hdr->body_hash, sizeof(hash)) != 0)
-		return rd_fail(rd, SNAPSHOT_E_HASH, 0, name, "%s", "state");
+		return rd_fail(rd, SNAPSHOT_E_HASH, 0, name, "%s", "");
 	if (snap->mem_size != hdr->mem_size)
 		return rd_fail(rd, SNAPSHOT_E_MEM_SIZE, 0, name,
 			       "header says %llu, state %llu",
@@ -336,7 +336,7 @@ int snapshot_read(const char *dir, struct vm_snapshot *snap, int *mem_fd,
 	crypto_generichash(hash, sizeof(hash), m, hdr.mem_size, NULL, 0);
 	munmap(m, hdr.mem_size);
 	if (sodium_memcmp(hash, hdr.mem_hash, sizeof(hash)) != 0) {
-		r = rd_fail(&rd, SNAPSHOT_E_HASH, 0, path, "%s", "memory");
+		r = rd_fail(&rd, SNAPSHOT_E_HASH, 0, path, "%s", "");
 		goto fail;
 	}
 	*mem_fd = fd;
@@ -508,7 +508,7 @@ static int read_pages(int fd, const char *name,
 	crypto_generichash_update(&h, data, ph.count * PAGE);
 	crypto_generichash_final(&h, hash, SNAPSHOT_HASH_LEN);
 	if (sodium_memcmp(hash, ph.hash, sizeof(hash)) != 0) {
-		r = rd_fail(rd, SNAPSHOT_E_HASH, 0, name, "%s", "pages");
+		r = rd_fail(rd, SNAPSHOT_E_HASH, 0, name, "%s", "");
 		goto out;
 	}
 	/* Lay the clone's own pages over the template's. */
