@@ -44,7 +44,8 @@ FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -I. $(WARN) \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_LIB_SRC = common/log.c config/config.c console/agent_proto.c \
-	sshd/authkeys.c vmm/virtio_console.c vmm/virtio_mmio.c vmm/virtq.c
+	sshd/authkeys.c vmm/snapshot.c vmm/snapshot_check.c \
+	vmm/virtio_console.c vmm/virtio_mmio.c vmm/virtq.c
 FUZZ_LIB_SRC += vmm/x86_decode.c vmm/x86_emul.c vmm/x86_mmu.c vmm/ctl_proto.c
 FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)

@@ -22,6 +22,8 @@
 #define SANDBOX_ALLOW(name, reason) { SCMP_SYS(name), reason, 0, 0, { { 0 } } }
 #define SANDBOX_ALLOW1(name, a0, reason) \
 	{ SCMP_SYS(name), reason, 0, 1, { a0 } }
+#define SANDBOX_ALLOW2(name, a0, a1, reason) \
+	{ SCMP_SYS(name), reason, 0, 2, { a0, a1 } }
 /* PROT_EXEC clear in argument n (needs <sys/mman.h>). */
 #define SANDBOX_NO_EXEC(n) SANDBOX_ARG(n, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)
 
@@ -36,6 +38,23 @@
 	SANDBOX_ALLOW(madvise, "malloc and glibc give memory back"), \
 	SANDBOX_ALLOW(brk, "malloc"), \
 	SANDBOX_ALLOW(restart_syscall, "a sleep resumed after SIGSTOP/SIGCONT")
+
+/* fcntl for every table that needs it, and no other fcntl rule: only these
+ * commands, compared whole (the kernel reads a 32-bit command, so an
+ * allow-list of exact values is the only safe shape), and F_SETFL only
+ * without O_ASYNC. F_SETOWN/F_SETOWN_EX would point SIGIO at any pid of
+ * our uid, F_SETSIG make it any signal, and O_ASYNC start it: a way round
+ * the own-pid tgkill rule. Needs <fcntl.h>. */
+#define SANDBOX_FCNTL_RULES \
+	SANDBOX_ALLOW1(fcntl, SANDBOX_ARG(1, SCMP_CMP_EQ, F_GETFL, 0), \
+		       "F_GETFL: libraries read flags before setting them"), \
+	SANDBOX_ALLOW2(fcntl, SANDBOX_ARG(1, SCMP_CMP_EQ, F_SETFL, 0), \
+		       SANDBOX_ARG(2, SCMP_CMP_MASKED_EQ, O_ASYNC, 0), \
+		       "F_SETFL: O_NONBLOCK on sockets; never O_ASYNC (SIGIO)"), \
+	SANDBOX_ALLOW1(fcntl, SANDBOX_ARG(1, SCMP_CMP_EQ, F_GETFD, 0), \
+		       "F_GETFD: libraries check close-on-exec"), \
+	SANDBOX_ALLOW1(fcntl, SANDBOX_ARG(1, SCMP_CMP_EQ, F_SETFD, 0), \
+		       "F_SETFD: libraries set close-on-exec")
 
 struct sandbox_rule {
 	int nr;			/* SCMP_SYS(name) */

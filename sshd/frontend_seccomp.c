@@ -5,7 +5,9 @@
  *
  * No entry allows exec, new processes, new sockets other than accepted
  * connections, ptrace or reading other processes' memory, new executable
- * memory, or ioctls. Files: only through the directories it was given. */
+ * memory, or ioctls; signals go only to workers, only SIGKILL (no fcntl
+ * that would aim SIGIO anywhere). Files: only through the directories it
+ * was given. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -33,7 +35,8 @@ const struct sandbox_rule sshd_frontend_rules[] = {
 	ALLOW(shutdown, "EOF from the client to a guest port"),
 	ALLOW(close, "connections and fds done with"),
 	ALLOW(dup, "a pty session: one fd for the guest's input and output"),
-	ALLOW(fcntl, "non-blocking sockets"),
+	/* Non-blocking sockets; no F_SETOWN, F_SETSIG, O_ASYNC. */
+	SANDBOX_FCNTL_RULES,
 	ALLOW(setsockopt, "TCP_NODELAY etc. on accepted connections"),
 	ALLOW(getsockopt, "libssh: pending socket errors"),
 	ALLOW(getsockname, "libssh: the local address of a connection"),

@@ -1,7 +1,8 @@
 /* The keys monitor's seccomp allow-list (keys_monitor.c). It stays
  * root, to read authorized_keys files wherever they are, and takes requests
  * from the front-end, which a client may have taken over: it may read and
- * write files, and nothing else. */
+ * write files, and nothing else (not even fcntl: it never needs
+ * SANDBOX_FCNTL_RULES, so it has none). */
 #include <errno.h>
 #include <sys/mman.h>
 

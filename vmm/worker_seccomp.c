@@ -5,7 +5,8 @@
  *
  * No entry allows exec, new sockets other than AF_UNIX pairs, new
  * executable memory, process creation other than threads, signals to
- * other processes, or ioctls other than the KVM requests listed. */
+ * other processes (no kill, no tgkill but to ourselves, no fcntl that
+ * would aim SIGIO elsewhere), or ioctls other than the KVM requests listed. */
 #include "vmm/worker.h"
 
 #include <errno.h>
@@ -38,7 +39,8 @@ const struct sandbox_rule vmm_worker_rules[] = {
 	ALLOW(shutdown, "the guest closed a port: EOF to the client"),
 	ALLOW1(socketpair, SANDBOX_ARG(0, SCMP_CMP_EQ, AF_UNIX, 0),
 	       "a new session's ports (AF_UNIX only)"),
-	ALLOW(fcntl, "O_NONBLOCK on a session socket"),
+	/* O_NONBLOCK on a session socket; no F_SETOWN, F_SETSIG, O_ASYNC. */
+	SANDBOX_FCNTL_RULES,
 	ALLOW(close, "session fds passed on, snapshot files done with"),
 	/* Files: suspend to disk and resume from it, in the VM's own
 	 * directory (the worker runs as the clone user, not root). */

@@ -319,9 +319,103 @@ def authkeys_seeds():
           "ssh-dss AAAAB3NzaC1kc3M= old\nssh-ed25519 AAAA!!!! broken\n" % KEY)
 
 
+# ---- snapshot: flags byte, u32 state length, state, pages -------------------
+# tests/fuzz/fuzz_snapshot.c. "real-small" is a real suspended VM (made by
+# CLONE_KEEP_SNAPSHOT=DIR tests/integration/run.py test_snapshot, then
+# `seeds.py --snapshot-from DIR`): its state whole, its pages file cut to
+# the first two pages and its hashes redone. The hostile seeds are edits of
+# it, with the hashes redone as a compromised worker would.
+import hashlib  # noqa: E402
+import sys  # noqa: E402
+
+PAGES_HDR = struct.Struct("<8sIIQQ32s")
+STATE_HDR = struct.Struct("<8sIIQ32s32s")
+PAGE = 4096
+FIX_BODY, FIX_PAGES = 1, 2
+
+
+def b2(data):
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+def snapshot_files(state, idx, data, count=None, mem=None):
+    """The state (hashes redone) and a pages file of idx and data."""
+    magic, ver, pad, _, mem0, _ = PAGES_HDR.unpack_from(REAL_PAGES_HDR)
+    body = b"".join(u64(i) for i in idx) + data
+    h = b2(body)
+    pages = PAGES_HDR.pack(magic, ver, pad, len(idx) if count is None else
+                           count, mem0 if mem is None else mem, h) + body
+    st = bytearray(state)
+    m, v, blen, ms, _, _ = STATE_HDR.unpack_from(st)
+    STATE_HDR.pack_into(st, 0, m, v, blen, ms, h,
+                        b2(bytes(st[STATE_HDR.size:])))
+    return bytes(st), pages
+
+
+def snapshot_input(state, pages, flags=FIX_BODY | FIX_PAGES):
+    return u8(flags) + u32(len(state)) + state + pages
+
+
+REAL_PAGES_HDR = b""
+
+
+def snapshot_from(d):
+    global REAL_PAGES_HDR
+    with open(os.path.join(d, "state"), "rb") as f:
+        state = f.read()
+    with open(os.path.join(d, "pages"), "rb") as f:
+        pages = f.read()
+    REAL_PAGES_HDR = pages[:PAGES_HDR.size]
+    count = PAGES_HDR.unpack_from(pages)[3]
+    idx = [struct.unpack_from("<Q", pages, PAGES_HDR.size + 8 * i)[0]
+           for i in range(2)]
+    at = PAGES_HDR.size + 8 * count
+    st, pg = snapshot_files(state, idx, pages[at:at + 2 * PAGE])
+    write("snapshot", "real-small", snapshot_input(st, pg))
+
+
+def snapshot_seeds():
+    global REAL_PAGES_HDR
+    path = os.path.join(TOP, "snapshot", "real-small")
+    if not os.path.exists(path):
+        return
+    with open(path, "rb") as f:
+        seed = f.read()
+    n = struct.unpack_from("<I", seed, 1)[0]
+    state, pages = seed[5:5 + n], seed[5 + n:]
+    REAL_PAGES_HDR = pages[:PAGES_HDR.size]
+    idx = [struct.unpack_from("<Q", pages, PAGES_HDR.size + 8 * i)[0]
+           for i in range(2)]
+    data = pages[PAGES_HDR.size + 16:]
+    mem = PAGES_HDR.unpack_from(pages)[4]
+    write("snapshot", "real-small-hashes-as-is", snapshot_input(state, pages, 0))
+    write("snapshot", "no-pages", snapshot_input(*snapshot_files(state, [], b"")))
+    write("snapshot", "hostile-duplicate-page",
+          snapshot_input(*snapshot_files(state, [idx[0], idx[0]], data)))
+    write("snapshot", "hostile-unordered",
+          snapshot_input(*snapshot_files(state, idx[::-1], data)))
+    write("snapshot", "hostile-beyond-ram",
+          snapshot_input(*snapshot_files(state, [idx[0], mem // PAGE], data)))
+    write("snapshot", "hostile-huge-count",
+          snapshot_input(*snapshot_files(state, idx, data, count=1 << 60)))
+    write("snapshot", "hostile-count-all-ram",
+          snapshot_input(*snapshot_files(state, idx, data,
+                                         count=mem // PAGE)))
+    write("snapshot", "hostile-other-mem-size",
+          snapshot_input(*snapshot_files(state, idx, data, mem=mem * 2)))
+    st, pg = snapshot_files(state, idx, data)
+    write("snapshot", "hostile-truncated-pages",
+          snapshot_input(st, pg[:-100], FIX_BODY))
+    write("snapshot", "hostile-truncated-state",
+          snapshot_input(st[:STATE_HDR.size + 10], pg))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--snapshot-from"]:
+        snapshot_from(sys.argv[2])
     console_seeds()
     mmio_seeds()
     agent_seeds()
     config_seeds()
     authkeys_seeds()
+    snapshot_seeds()
