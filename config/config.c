@@ -514,6 +514,14 @@ static int set_value(struct parser *p, const struct key *k, const char *value)
 	size_t i;
 
 	switch (k->type) {
+	case KEY_ALGOS:
+		if (!algos_ok(value)) {
+			fail(p, p->line, -EINVAL,
+			     "%s: '%s' is not a comma-separated list of "
+			     "algorithm names", k->name, SHOW(q, value));
+			return -EINVAL;
+		}
+		__attribute__((fallthrough));	/* never empty: a string */
 	case KEY_PATH:
 		if (!*value) {
 			fail(p, p->line, -EINVAL,
@@ -559,21 +567,7 @@ static int set_value(struct parser *p, const struct key *k, const char *value)
 		return set_listen(p, value);
 	case KEY_STARTUPS:
 		return set_startups(p, value);
-	case KEY_ALGOS:
-		if (!algos_ok(value)) {
-			fail(p, p->line, -EINVAL,
-			     "%s: '%s' is not a comma-separated list of "
-			     "algorithm names", k->name, SHOW(q, value));
-			return -EINVAL;
-		}
-		dup = strdup(value);
-		if (!dup) {
-			fail(p, p->line, -ENOMEM, "out of memory");
-			return -ENOMEM;
-		}
-		free(*str);
-		*str = dup;
-		return 0;
+
 	case KEY_VCPUS:
 		/* XXX: the VMM runs a single vCPU; lift this with SMP. */
 		if (parse_num(value, k->min, k->max, &v) != NUM_OK) {
