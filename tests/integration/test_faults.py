@@ -244,9 +244,9 @@ def test_server_killed_keeps_suspended_vms(tmp):
         st = s.status()
         assert (st.get("alice"), st.get("bob")) == ("suspended", "running")
 
-        # The server, its helpers (the VM manager, the keys monitor) and
-        # bob's worker, the only one running.
-        want = {s.proc.pid, worker_of(s, "bob")} | \
+        # The server, the VM manager (its child), the keys monitor (the
+        # manager's) and bob's worker, the only one running.
+        want = {s.proc.pid, worker_of(s, "bob"), s.keys_monitors()[-1]} | \
             set(children(s.proc.pid))
         procs = [(p, start_time(p)) for p in our_processes(s)]
         assert {p for p, _ in procs} == want, (procs, want)
