@@ -34,15 +34,23 @@
 #include "config/config.h"
 #include "sshd/admit.h"
 #include "sshd/authkeys.h"
+#include "sshd/chan_input.h"
 #include "sshd/keys_monitor.h"
 #include "sshd/state_dir.h"
 #include "vmm/manager.h"
 #include "vmm/worker.h"
 
+/* sshd/chan_input.h models libssh 0.10's channel window; another libssh
+ * may grant it otherwise, and a client keeping to it could then be taken
+ * for one that ignores it. */
+#if LIBSSH_VERSION_INT < SSH_VERSION_INT(0, 10, 0) || \
+	LIBSSH_VERSION_INT >= SSH_VERSION_INT(0, 11, 0)
+#error "libssh 0.10 expected: check the window model in sshd/chan_input.h"
+#endif
+
 #define MAX_CONNS 1024
 #define MAX_USERS 4096
 #define MAX_CHANNELS 8		/* session channels per connection */
-#define PENDING_MAX (4 << 20)	/* client input not yet taken by the guest */
 #define GUEST_UID 1000
 #define CAPACITY_MSG "clone: host at capacity, try again later\r\n"
 
@@ -80,9 +88,10 @@ struct chan {
 	uint16_t env_len;
 	char *cmd;		/* NULL: login shell */
 	int in_fd, io_fd, err_fd;	/* stdin (-1 with a pty), out, err */
-	uint8_t *pending;	/* client input the guest has not taken yet */
-	size_t npending;
+	struct sshd_in in;	/* client input the guest has not taken yet */
 	bool in_polled;		/* in_fd registered for POLLOUT */
+	bool in_closed;		/* stdin closed for good: input is dropped */
+	bool in_waiting;	/* a pull waits for the input budgets */
 	bool out_paused;	/* client window full: io/err fds not polled */
 	/* What the front-end itself adds (server-side clock): request to
 	 * SESSION_OPEN sent, and guest output read to handed to libssh. */
@@ -108,6 +117,8 @@ struct conn {
 	time_t t0;
 	struct uvm *vm;
 	struct chan *chans[MAX_CHANNELS];
+	/* Channel input: what its channels' buffers take (chan_input.h). */
+	size_t in_used;
 };
 
 static struct {
@@ -186,6 +197,9 @@ static void ev_del(int fd)
 		ev_w[fd].cb = NULL;
 }
 
+static bool conn_input_stopped(const struct conn *k);
+static void in_retry_waiters(void);
+
 static void ev_poll(int timeout_ms)
 {
 	static struct pollfd *pfd;
@@ -194,6 +208,7 @@ static void ev_poll(int timeout_ms)
 	static size_t cap;
 	size_t n = 0, want = (size_t)ev_top + MAX_CONNS;
 
+	in_retry_waiters();
 	if (want > cap) {
 		struct pollfd *p = realloc(pfd, want * sizeof(*pfd));
 		void *q = p ? realloc(slot, want * sizeof(*slot)) : NULL;
@@ -222,9 +237,11 @@ static void ev_poll(int timeout_ms)
 		if (!k || (fd = ssh_get_fd(k->s)) == SSH_INVALID_SOCKET)
 			continue;
 		/* Not read while its auth request waits for the keys
-		 * monitor: what it sends meanwhile waits in the kernel. */
+		 * monitor, or while its channels are full: what it sends
+		 * meanwhile waits in the kernel; its going is seen. */
 		pfd[n] = (struct pollfd){ .fd = fd, .events =
-			k->auth_msg || k->dead ? 0 : POLLIN };
+			k->auth_msg || k->dead || conn_input_stopped(k) ?
+			POLLRDHUP : POLLIN };
 		if (ssh_get_status(k->s) & SSH_WRITE_PENDING)
 			pfd[n].events |= POLLOUT;
 		slot[n++].who = -1 - i;
@@ -249,7 +266,9 @@ static void ev_poll(int timeout_ms)
 	/* Dropped now, not at the next tick(): a client refused for good
 	 * holds no session state (and no memory) a moment longer. */
 	for (int i = 0; i < MAX_CONNS; i++)
-		if (S.conns[i] && S.conns[i]->dead) {
+		if (S.conns[i] && (S.conns[i]->dead ||
+				   (ssh_get_status(S.conns[i]->s) &
+				    (SSH_CLOSED | SSH_CLOSED_ERROR)))) {
 			log_info("connection %d closed", i);
 			conn_free(i);
 		}
@@ -617,6 +636,7 @@ static struct chan *chan_by_id(struct uvm *u, uint32_t id)
 static int chan_fd_event(socket_t fd, int revents, void *userdata);
 static void chan_maybe_finish(struct chan *c);
 static void flush_input(struct chan *c);
+static void in_chan_free(struct chan *c);
 
 /* What a worker tells us, by type: the table and worker_recv() have
  * checked it is allowed now (a session we asked for, a first STARTED). */
@@ -803,7 +823,7 @@ static void chan_free(struct chan *c)
 		close(c->err_fd);
 	}
 	free(c->cmd);
-	free(c->pending);
+	in_chan_free(c);
 	free(c);
 }
 
@@ -975,40 +995,164 @@ static void chan_start(struct chan *c, const char *cmd)
 	chan_try_open(c);
 }
 
+/* ---- channel input ----------------------------------------------------- */
+
+/* Client input, all channels together (chan_input.h: what is bounded
+ * where, and why); the channels whose pull waits for the budgets, and
+ * whether a buffer was freed since they last tried. */
+static size_t in_used_total;
+static unsigned in_waiters;
+static bool in_released;
+
 static int in_fd_event(socket_t fd, int revents, void *userdata);
 
-/* Client input to the guest's stdin (or terminal) without blocking: what
- * does not fit waits in c->pending, written when in_fd can take more. At
- * client EOF, once all is written, stdin's port closes. */
-static void flush_input(struct chan *c)
+static void in_set_waiting(struct chan *c, bool waiting)
 {
-	if (c->in_fd < 0)
+	if (waiting == c->in_waiting)
 		return;
-	while (c->npending) {
-		ssize_t n = write(c->in_fd, c->pending, c->npending);
+	c->in_waiting = waiting;
+	if (waiting)
+		in_waiters++;
+	else
+		in_waiters--;
+}
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			break;
-		if (n <= 0) {		/* the guest side is gone */
-			c->npending = 0;
-			break;
-		}
-		memmove(c->pending, c->pending + n, c->npending - (size_t)n);
-		c->npending -= (size_t)n;
-	}
-	if (c->npending && !c->in_polled) {
+static void in_trim(struct chan *c, bool all)
+{
+	size_t before = in_used_total;
+
+	sshd_in_trim(&c->in, &c->conn->in_used, &in_used_total, all);
+	if (in_used_total < before)
+		in_released = true;
+}
+
+static void in_chan_free(struct chan *c)
+{
+	in_set_waiting(c, false);
+	in_trim(c, true);
+}
+
+/* in_fd is polled for POLLOUT while it has something to take: our buffer,
+ * or what libssh holds (pulled once in_fd can take more). */
+static void in_poll_update(struct chan *c)
+{
+	bool want = c->in_fd >= 0 &&
+		    (c->in.len || (c->in.held && !c->in_waiting));
+
+	if (want && !c->in_polled) {
 		ev_add(c->in_fd, POLLOUT, in_fd_event, c);
 		c->in_polled = true;
-	} else if (!c->npending && c->in_polled) {
+	} else if (!want && c->in_polled) {
 		ev_del(c->in_fd);
 		c->in_polled = false;
 	}
-	if (!c->npending && c->client_eof && !c->pty) {
+}
+
+/* Stdin is done with (the client's EOF once all is written, or the guest
+ * side gone): its port's host side closes, and input from now on is
+ * dropped. */
+static void in_close(struct chan *c)
+{
+	if (c->in_polled)
+		ev_del(c->in_fd);
+	c->in_polled = false;
+	if (c->in_fd >= 0)
 		close(c->in_fd);
-		c->in_fd = -1;
+	c->in_fd = -1;
+	c->in_closed = true;
+	sshd_in_consumed(&c->in, c->in.len);
+	in_set_waiting(c, false);
+	in_trim(c, true);
+}
+
+/* What the guest's stdin takes of p[0, n) now, without blocking. */
+static size_t in_write(struct chan *c, const uint8_t *p, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n && c->in_fd >= 0) {
+		ssize_t w = write(c->in_fd, p + done, n - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			break;
+		if (w <= 0) {		/* the guest side is gone */
+			in_close(c);
+			break;
+		}
+		done += (size_t)w;
 	}
+	return done;
+}
+
+/* Input held for a channel whose stdin is gone: read out of libssh and
+ * thrown away, all of it at once (or libssh might grant a new window over
+ * what it still holds), so that the client is not stalled. */
+static void in_drop_held(struct chan *c)
+{
+	uint8_t junk[16384];
+
+	while (c->in.held) {
+		int n = ssh_channel_read_nonblocking(
+			c->ch, junk, (uint32_t)(c->in.held < sizeof(junk) ?
+						c->in.held : sizeof(junk)), 0);
+
+		if (n <= 0)
+			break;
+		c->in.held -= (size_t)n < c->in.held ? (size_t)n : c->in.held;
+	}
+	c->in.held = 0;
+}
+
+/* Client input to the guest's stdin (or terminal) without blocking: what
+ * in_fd does not take waits in our buffer, what is not pulled into it
+ * waits in libssh, whose window then stays shut. It pulls from libssh
+ * (ssh_channel_read), so it is never called from inside libssh's
+ * callbacks. At the client's EOF, once all is written, stdin's port
+ * closes. */
+static void flush_input(struct chan *c)
+{
+	struct conn *k = c->conn;
+
+	while (c->in_fd >= 0) {
+		ssize_t r;
+		int n;
+
+		if (c->in.len) {
+			size_t w = in_write(c, c->in.buf + c->in.off,
+					    c->in.len);
+
+			if (c->in_closed)
+				break;
+			sshd_in_consumed(&c->in, w);
+			if (c->in.len)
+				break;		/* in_fd is full */
+		}
+		r = sshd_in_pull_prepare(&c->in, &k->in_used, &in_used_total);
+		/* 0 with input held: the budgets are spent; -ENOMEM alike.
+		 * Tried again once some buffer is freed. */
+		in_set_waiting(c, r <= 0 && c->in.held);
+		if (r <= 0)
+			break;
+		n = ssh_channel_read_nonblocking(
+			c->ch, c->in.buf + c->in.off + c->in.len, (uint32_t)r,
+			0);
+		if (n <= 0) {
+			log_warnx("session %u: libssh holds no input, %zu bytes "
+				  "expected", c->id, c->in.held);
+			c->in.held = 0;
+			break;
+		}
+		sshd_in_pulled(&c->in, (size_t)n);
+	}
+	if (c->in_closed)
+		in_drop_held(c);
+	else if (c->in_fd >= 0 && !c->in.len && !c->in.held &&
+		 c->client_eof && !c->pty)
+		in_close(c);
+	in_trim(c, false);
+	in_poll_update(c);
 }
 
 static int in_fd_event(socket_t fd, int revents, void *userdata)
@@ -1019,24 +1163,83 @@ static int in_fd_event(socket_t fd, int revents, void *userdata)
 	return 0;
 }
 
+/* Channels whose pull waited for the budgets try again once a buffer has
+ * been freed (ev_poll: outside libssh's callbacks). */
+static void in_retry_waiters(void)
+{
+	if (!in_waiters || !in_released)
+		return;
+	in_released = false;
+	for (int i = 0; i < MAX_CONNS && in_waiters; i++) {
+		struct conn *k = S.conns[i];
+
+		for (int j = 0; k && j < MAX_CHANNELS; j++)
+			if (k->chans[j] && k->chans[j]->in_waiting)
+				flush_input(k->chans[j]);
+	}
+}
+
+/* Whether k's socket should not be read for now: every channel of it has
+ * input held that its guest does not take yet, so that what a client
+ * sends beyond the window waits in its own TCP buffers, not in ours. Not
+ * while a channel waits for the client's window adjust (its guest may be
+ * stopped on output, and take no input before), nor before a channel has
+ * its stdin (its exec request is still to be read): then reading goes on,
+ * and cb_data bounds what a client may send. */
+static bool conn_input_stopped(const struct conn *k)
+{
+	int n = 0;
+
+	if (k->dead)
+		return true;
+	for (int j = 0; j < MAX_CHANNELS; j++) {
+		const struct chan *c = k->chans[j];
+
+		if (!c)
+			continue;
+		if (c->done || c->in_fd < 0 || !c->in.held || c->out_paused)
+			return false;
+		n++;
+	}
+	return n > 0;
+}
+
+/* libssh offers all it holds for the channel, each time a packet comes. */
 static int cb_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
 		   int is_stderr, void *userdata)
 {
 	struct chan *c = userdata;
+	size_t taken = 0;
 
 	(void)s;
 	(void)ch;
-	(void)is_stderr;
-	if (c->done || (c->opened && c->io_fd >= 0 && c->in_fd < 0))
-		return (int)len;	/* stdin already closed */
-	if (c->npending + len > PENDING_MAX)
-		return 0;	/* XXX: libssh keeps it until more arrives */
-	if (!c->pending && !(c->pending = malloc(PENDING_MAX)))
-		return 0;
-	memcpy(c->pending + c->npending, data, len);
-	c->npending += len;
-	flush_input(c);
-	return (int)len;
+	/* Extended data from a client has no reader (OpenSSH drops it
+	 * too). */
+	if (is_stderr)
+		return (int)len;
+	if (!c->conn->dead && sshd_in_offered(len) < 0) {
+		log_info("session %u for %s: %u bytes of input beyond the SSH "
+			 "window; disconnecting", c->id, c->conn->user, len);
+		c->conn->dead = true;
+	}
+	if (c->done || c->in_closed || c->conn->dead) {
+		c->in.held = 0;
+		return (int)len;	/* nobody will read it */
+	}
+	/* Straight to the guest unless older input waits in our buffer;
+	 * the rest stays with libssh until in_fd can take more. */
+	if (c->in_fd >= 0 && !c->in.len)
+		taken = in_write(c, data, len);
+	if (c->in_closed) {
+		c->in.held = 0;
+		return (int)len;
+	}
+	sshd_in_taken(&c->in, len, taken);
+	if (!c->in.held)
+		in_set_waiting(c, false);
+	in_trim(c, false);
+	in_poll_update(c);
+	return (int)taken;
 }
 
 static void cb_eof(ssh_session s, ssh_channel ch, void *userdata)
@@ -1047,8 +1250,10 @@ static void cb_eof(ssh_session s, ssh_channel ch, void *userdata)
 	(void)ch;
 	c->client_eof = true;
 	/* stdin's EOF: its port's host side closes once what came before is
-	 * written. A terminal has none. */
-	flush_input(c);
+	 * written (by flush_input, if some is still held). A terminal has
+	 * none. */
+	if (c->in_fd >= 0 && !c->in.len && !c->in.held && !c->pty)
+		in_close(c);
 }
 
 static void cb_close(ssh_session s, ssh_channel ch, void *userdata)
@@ -1674,6 +1879,13 @@ static void conn_timers(struct conn *k, int i, time_t now)
 	}
 	if (!c->server.client_alive_interval)
 		return;
+	/* Not read (its guest is not taking its input), the client cannot
+	 * send, not even a keepalive's answer: not its silence. */
+	if (conn_input_stopped(k)) {
+		k->last_rx = now;
+		k->alive_missed = 0;
+		return;
+	}
 	/* Whoever read them (our loop, or libssh inside one of its calls,
 	 * which may take a keepalive's reply unseen), bytes from the client
 	 * prove it is there. */
