@@ -26,10 +26,12 @@ CFLAGS += -std=c11 -D_GNU_SOURCE -I. $(WARN) -fstack-protector-strong \
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
 LDLIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
-# Every module but the program entry goes into a library the tests link.
-LIB_SRC = $(wildcard common/*.c config/*.c console/*.c vmm/*.c) \
+# Every module but the program entry and the subcommands in tools/ (boot,
+# template, run, bench-clones) goes into a library the tests link.
+LIB_SRC = $(wildcard common/*.c config/*.c console/*.c vmm/*.c \
+	vmm/virtio/*.c vmm/x86/*.c) \
 	$(filter-out sshd/main.c,$(wildcard sshd/*.c))
-MAIN_SRC = sshd/main.c
+MAIN_SRC = sshd/main.c $(wildcard tools/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ = $(MAIN_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
@@ -45,8 +47,8 @@ FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -I. $(WARN) \
 	-fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_LIB_SRC = common/log.c config/config.c console/agent_proto.c \
 	sshd/authkeys.c vmm/snapshot.c vmm/snapshot_check.c \
-	vmm/virtio_console.c vmm/virtio_mmio.c vmm/virtq.c
-FUZZ_LIB_SRC += vmm/x86_decode.c vmm/x86_emul.c vmm/x86_mmu.c vmm/ctl_proto.c
+	vmm/virtio/console.c vmm/virtio/mmio.c vmm/virtio/virtq.c
+FUZZ_LIB_SRC += vmm/x86/decode.c vmm/x86/emul.c vmm/x86/mmu.c vmm/ctl_proto.c
 FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #define SNAPSHOT_VERSION 2
 #define SNAPSHOT_MAX_MSRS 256

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vmm/virtq.h"
+#include "vmm/virtio/virtq.h"
 #include "vmm/vm.h"
 
 #define MIB (1024ULL * 1024)
@@ -39,7 +39,7 @@
 #define STATUS_BITS (VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER | \
 		     VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK | \
 		     VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
-/* What virtio-console offers (vmm/virtio_console.c's ops table) plus
+/* What virtio-console offers (vmm/virtio/console.c's ops table) plus
  * VERSION_1, which the transport adds. */
 #define VCON_OFFERED (1ULL << VIRTIO_CONSOLE_F_SIZE | \
 		      1ULL << VIRTIO_CONSOLE_F_MULTIPORT | \
@@ -280,7 +280,7 @@ static enum snapshot_err check_console(const struct vcon_state *c,
 {
 	enum snapshot_err e;
 
-	/* The transport's own promises (vmm/virtio_mmio.c set_status). */
+	/* The transport's own promises (vmm/virtio/mmio.c set_status). */
 	if ((c->status & ~(uint32_t)STATUS_BITS) ||
 	    ((c->status & VIRTIO_STATUS_DRIVER_OK) &&
 	     !(c->status & VIRTIO_STATUS_FEATURES_OK)) ||

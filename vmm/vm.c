@@ -21,10 +21,10 @@
 #include <sodium.h>
 
 #include "common/log.h"
-#include "vmm/boot.h"
+#include "vmm/x86/boot.h"
 #include "vmm/snapshot.h"
-#include "vmm/uart.h"
-#include "vmm/virtio_console.h"
+#include "vmm/x86/uart.h"
+#include "vmm/virtio/console.h"
 
 #define KVM_API_VERSION_EXPECTED 12
 #define VIRTIO_BASE 0xd0000000ULL	/* above RAM (at most 3 GiB) */

@@ -10,7 +10,7 @@
 #include <sys/types.h>
 
 #include "console/agent_proto.h"
-#include "vmm/pvm.h"
+#include "vmm/x86/pvm.h"
 
 #define VM_AGENT_PORT 1
 #define VM_AGENT_PORT_NAME "clone.agent"

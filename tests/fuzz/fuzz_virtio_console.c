@@ -48,7 +48,7 @@
 #include "common/log.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "vmm/snapshot.h"
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #define NQ (2 * (VCON_MAX_PORTS + 1))
 #define CTRL_TX 3

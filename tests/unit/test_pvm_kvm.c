@@ -4,7 +4,7 @@
  * completion and KVM's delivery of what it injects) handed them: vector,
  * error code, CR2 and the saved RIP. Only PVM sends these instructions to
  * the VMM; elsewhere the test says SKIP. */
-#include "vmm/pvm.h"
+#include "vmm/x86/pvm.h"
 
 #include <errno.h>
 #include <fcntl.h>

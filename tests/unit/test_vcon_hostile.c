@@ -1,7 +1,7 @@
 /* virtio-console against a guest that uses the rules to cost the host:
  * rings of empty chains, floods of bad messages, control messages it
  * never takes. On plain memory, as test_virtio_console.c. */
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* The virtio-mmio register file and status state machine, with a dummy
  * device that counts its callbacks. */
-#include "vmm/virtio_mmio.h"
+#include "vmm/virtio/mmio.h"
 
 #include <errno.h>
 #include <stdarg.h>

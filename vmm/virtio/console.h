@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "common/log.h"
-#include "vmm/virtio_mmio.h"
+#include "vmm/virtio/mmio.h"
 
 #define VCON_MAX_PORTS 16
 #define VCON_NAME_MAX 32
@@ -127,7 +127,7 @@ int vcon_save(const struct vcon *c, struct vcon_state *st);
 /* The caller waited long enough for vcon_save() to stop saying -EBUSY (a
  * guest can keep the device busy for ever). Lock held, vCPU paused.
  * Settles what can be settled without the restored guest seeing a device
- * other than the one it had (see the comment in virtio_console.c): 0 when
+ * other than the one it had (see the comment in console.c): 0 when
  * vcon_save() will now succeed, with what was given up said in why; or
  * -EBUSY when control messages a live driver never took remain, and why
  * says so: no saved state would be true, the caller ends the VM. */

@@ -1,4 +1,4 @@
-#include "vmm/virtq.h"
+#include "vmm/virtio/virtq.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-#include "vmm/uart.h"
+#include "vmm/x86/uart.h"
 
 #include <string.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-#include "vmm/virtio_mmio.h"
+#include "vmm/virtio/mmio.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "vmm/pvm.h"
+#include "vmm/x86/pvm.h"
 
 #include <cpuid.h>
 #include <errno.h>
