@@ -12,10 +12,9 @@
 #include <stdint.h>
 
 #include "vmm/virtio/console.h"
+#include "vmm/x86/cpu.h"
 
 #define SNAPSHOT_VERSION 2
-#define SNAPSHOT_MAX_MSRS 256
-#define SNAPSHOT_XSAVE_MAX 16384
 #define SNAPSHOT_HASH_LEN 32
 #define SNAPSHOT_NQUEUES (2 * (VCON_MAX_PORTS + 1))
 
@@ -39,20 +38,6 @@ struct vcon_state {
 	uint8_t device_ready, pad[3];
 };
 
-struct vcpu_state {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events events;
-	struct kvm_mp_state mp;
-	struct kvm_debugregs dregs;
-	uint32_t nmsrs, xsave_size;
-	struct kvm_msr_entry msrs[SNAPSHOT_MAX_MSRS];
-	uint8_t xsave[SNAPSHOT_XSAVE_MAX];
-};
-
 struct vm_snapshot {
 	uint64_t mem_size;
 	uint32_t pvm;		/* taken on PVM: needs the PVM CPUID filter */
@@ -60,7 +45,7 @@ struct vm_snapshot {
 	struct kvm_irqchip pic_master, pic_slave, ioapic;
 	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clock;
-	struct vcpu_state cpu;
+	struct cpu_state cpu;
 	struct vcon_state con;
 };
 

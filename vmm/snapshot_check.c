@@ -190,7 +190,7 @@ static uint64_t msr_area(const struct kvm_msr_entry *m, uint64_t *gpa)
 	}
 }
 
-static enum snapshot_err check_cpu(const struct vcpu_state *c,
+static enum snapshot_err check_cpu(const struct cpu_state *c,
 				   uint64_t mem_size, char *err, size_t errlen)
 {
 	const struct kvm_vcpu_events *ev = &c->events;
@@ -219,12 +219,12 @@ static enum snapshot_err check_cpu(const struct vcpu_state *c,
 		return bad(err, errlen, SNAPSHOT_E_CPU,
 			   "pending events: exception %u", ev->exception.nr);
 	if (c->xsave_size < sizeof(struct kvm_xsave) ||
-	    c->xsave_size > SNAPSHOT_XSAVE_MAX)
+	    c->xsave_size > CPU_XSAVE_MAX)
 		return bad(err, errlen, SNAPSHOT_E_XSAVE, "%u bytes",
 			   c->xsave_size);
-	if (c->nmsrs > SNAPSHOT_MAX_MSRS)
+	if (c->nmsrs > CPU_MAX_MSRS)
 		return bad(err, errlen, SNAPSHOT_E_MSR, "%u MSRs, at most %u",
-			   c->nmsrs, SNAPSHOT_MAX_MSRS);
+			   c->nmsrs, CPU_MAX_MSRS);
 	for (uint32_t i = 0; i < c->nmsrs; i++) {
 		uint64_t gpa = 0, len = msr_area(&c->msrs[i], &gpa);
 

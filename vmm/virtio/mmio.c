@@ -290,3 +290,17 @@ void virtio_mmio_needs_reset(struct virtio_mmio *t)
 	if (t->status & VIRTIO_STATUS_DRIVER_OK)
 		virtio_mmio_interrupt(t, VIRTIO_INT_CONFIG);
 }
+
+static void bus_io(void *opaque, uint64_t off, void *data, uint32_t len,
+		   bool write)
+{
+	if (write)
+		virtio_mmio_write(opaque, off, data, len);
+	else
+		virtio_mmio_read(opaque, off, data, len);
+}
+
+int virtio_mmio_register(struct virtio_mmio *t, struct bus *mmio)
+{
+	return bus_register(mmio, t->base, VIRTIO_MMIO_SIZE, bus_io, t);
+}

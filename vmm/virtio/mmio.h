@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/bus.h"
 #include "vmm/virtio/virtq.h"
 
 #define VIRTIO_MMIO_SIZE 0x1000
@@ -112,6 +113,10 @@ void virtio_mmio_read(struct virtio_mmio *t, uint64_t off, void *data,
 		      uint32_t len);
 void virtio_mmio_write(struct virtio_mmio *t, uint64_t off, const void *data,
 		       uint32_t len);
+
+/* Answer the transport's register window [base, base + VIRTIO_MMIO_SIZE)
+ * on an MMIO bus. 0 or bus_register()'s -errno. */
+int virtio_mmio_register(struct virtio_mmio *t, struct bus *mmio);
 
 /* Device side, lock held: set interrupt cause bits and raise the line. */
 void virtio_mmio_interrupt(struct virtio_mmio *t, uint32_t cause);

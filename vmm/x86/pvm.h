@@ -37,7 +37,7 @@ void pvm_filter_cpuid(struct kvm_cpuid2 *cpuid);
 
 /* Counts of completed instructions, for the boot benchmark; faults: the
  * instructions that raised an exception instead (vmm/x86/emul.h). */
-struct x86_emul_stats {
+struct pvm_emul_stats {
 	uint64_t int3, fwait, mxcsr, clac_stac, faults;
 };
 
@@ -48,8 +48,8 @@ struct x86_emul_stats {
  * 0: done, the vCPU can run on. -EOPNOTSUPP: not one we complete; -EFAULT:
  * its page tables or operand lie outside guest RAM (desc names the bytes
  * and RIP for both); other -errno: an ioctl failed. */
-int x86_complete_emulation(int vcpu_fd, struct kvm_run *run,
-			   const struct gmem *m, struct x86_emul_stats *st,
+int pvm_complete_emulation(int vcpu_fd, struct kvm_run *run,
+			   const struct gmem *m, struct pvm_emul_stats *st,
 			   char *desc, size_t desclen);
 
 #endif

@@ -99,3 +99,23 @@ void uart_write(struct uart *u, unsigned off, uint8_t v)
 	default: return;
 	}
 }
+
+static void bus_io(void *opaque, uint64_t off, void *data, uint32_t len,
+		   bool write)
+{
+	uint8_t *b = data;
+
+	if (len != 1) {
+		if (!write)
+			memset(data, 0xff, len);	/* nothing that wide here */
+	} else if (write) {
+		uart_write(opaque, (unsigned)off, *b);
+	} else {
+		*b = uart_read(opaque, (unsigned)off);
+	}
+}
+
+int uart_register(struct uart *u, struct bus *pio)
+{
+	return bus_register(pio, UART_COM1_BASE, 8, bus_io, u);
+}
