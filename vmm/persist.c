@@ -63,7 +63,7 @@ static int capture(struct vm *vm, struct vm_snapshot *snap, char *err,
 			return r;
 		}
 		vcon_lock(&vm->con);
-		r = vcon_save(&vm->con, &snap->con);
+		r = vcon_save(&vm->con, &snap->con.dev);
 		if (r != -EBUSY)
 			break;
 		/* A guest must not keep its VM from being saved by keeping
@@ -75,7 +75,7 @@ static int capture(struct vm *vm, struct vm_snapshot *snap, char *err,
 				log_warnx("vm: saving: console busy for %llu ms; "
 					  "%s", (unsigned long long)
 					  (vm->quiet_ns / 1000000), why);
-				r = vcon_save(&vm->con, &snap->con);
+				r = vcon_save(&vm->con, &snap->con.dev);
 				break;
 			}
 			vcon_unlock(&vm->con);
@@ -90,7 +90,11 @@ static int capture(struct vm *vm, struct vm_snapshot *snap, char *err,
 		vm_resume(vm);
 		usleep(10000);
 	}
-	if (r < 0) {	/* vcon_save() has no other error; be sure */
+	/* The device held still and settled: its transport and queues. */
+	if (r == 0)
+		r = virtio_mmio_save(&vm->con.t, &snap->con.mmio, snap->con.vq,
+				     SNAPSHOT_NQUEUES);
+	if (r < 0) {	/* neither has another error; be sure */
 		vcon_unlock(&vm->con);
 		snprintf(err, errlen, "saving the console: %s", strerror(-r));
 		return r;
@@ -142,7 +146,10 @@ static int restore_state(struct vm *vm, const struct vm_snapshot *snap,
 			 strerror(-r));
 		return r;
 	}
-	r = vcon_restore(&vm->con, &snap->con);
+	r = virtio_mmio_restore(&vm->con.t, &snap->con.mmio, snap->con.vq,
+				SNAPSHOT_NQUEUES);
+	if (r == 0)
+		r = vcon_restore(&vm->con, &snap->con.dev);
 	if (r < 0)
 		snprintf(err, errlen, "restoring the console device: %s",
 			 strerror(-r));

@@ -274,10 +274,12 @@ static enum snapshot_err check_queue(const struct virtq_state *q, unsigned i,
 	return SNAPSHOT_OK;
 }
 
-static enum snapshot_err check_console(const struct vcon_state *c,
+static enum snapshot_err check_console(const struct snapshot_console *s,
 				       uint64_t mem_size, char *err,
 				       size_t errlen)
 {
+	const struct virtio_mmio_state *c = &s->mmio;
+	const struct vcon_state *d = &s->dev;
 	enum snapshot_err e;
 
 	/* The transport's own promises (vmm/virtio/mmio.c set_status). */
@@ -293,16 +295,16 @@ static enum snapshot_err check_console(const struct vcon_state *c,
 	if (c->int_status & ~(uint32_t)INT_STATUS_BITS)
 		return bad(err, errlen, SNAPSHOT_E_DEVICE,
 			   "interrupt status 0x%x", c->int_status);
-	if (!flag(c->device_ready) ||
-	    (c->device_ready && !(c->status & VIRTIO_STATUS_DRIVER_OK)))
+	if (!flag(d->device_ready) ||
+	    (d->device_ready && !(c->status & VIRTIO_STATUS_DRIVER_OK)))
 		return bad(err, errlen, SNAPSHOT_E_DEVICE,
-			   "ready %u with status 0x%x", c->device_ready,
+			   "ready %u with status 0x%x", d->device_ready,
 			   c->status);
 	for (unsigned i = 0; i < SNAPSHOT_NQUEUES; i++)
-		if ((e = check_queue(&c->vq[i], i, mem_size, err, errlen)))
+		if ((e = check_queue(&s->vq[i], i, mem_size, err, errlen)))
 			return e;
 	for (unsigned i = 0; i < VCON_MAX_PORTS; i++) {
-		const __typeof__(c->port[0]) *p = &c->port[i];
+		const __typeof__(d->port[0]) *p = &d->port[i];
 
 		if (!flag(p->used) || !flag(p->console) ||
 		    !flag(p->guest_ready) || !flag(p->guest_open) ||

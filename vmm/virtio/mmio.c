@@ -304,3 +304,43 @@ int virtio_mmio_register(struct virtio_mmio *t, struct bus *mmio)
 {
 	return bus_register(mmio, t->base, VIRTIO_MMIO_SIZE, bus_io, t);
 }
+
+int virtio_mmio_save(const struct virtio_mmio *t, struct virtio_mmio_state *st,
+		     struct virtq_state *vq, unsigned nq)
+{
+	if (nq != t->ops->nqueues)
+		return -EINVAL;
+	*st = (struct virtio_mmio_state){
+		.status = t->status, .dev_feat_sel = t->dev_feat_sel,
+		.drv_feat_sel = t->drv_feat_sel, .queue_sel = t->queue_sel,
+		.int_status = t->int_status, .config_gen = t->config_gen,
+		.drv_features = t->drv_features,
+	};
+	for (unsigned i = 0; i < nq; i++)
+		virtq_save(&t->vq[i], t->ops->queue_held ?
+			   t->ops->queue_held(t, i) : 0,
+			   &vq[i]);
+	return 0;
+}
+
+int virtio_mmio_restore(struct virtio_mmio *t,
+			const struct virtio_mmio_state *st,
+			const struct virtq_state *vq, unsigned nq)
+{
+	int r = 0;
+
+	if (nq != t->ops->nqueues)
+		return -EINVAL;
+	pthread_mutex_lock(&t->lock);
+	t->status = st->status;
+	t->dev_feat_sel = st->dev_feat_sel;
+	t->drv_feat_sel = st->drv_feat_sel;
+	t->queue_sel = st->queue_sel;
+	t->int_status = st->int_status;
+	t->config_gen = st->config_gen;
+	t->drv_features = st->drv_features;
+	for (unsigned i = 0; i < nq && r == 0; i++)
+		r = virtq_restore(&t->vq[i], &vq[i], t->mem);
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}

@@ -75,6 +75,9 @@ struct virtio_dev_ops {
 	void (*driver_ok)(struct virtio_mmio *t);
 	/* The driver reset the device (status 0) or the VMM did. */
 	void (*reset)(struct virtio_mmio *t);
+	/* For a save (may be NULL: none): how many chains the device holds
+	 * on queue q that it took but will not complete. */
+	uint16_t (*queue_held)(const struct virtio_mmio *t, unsigned q);
 };
 
 /* Raises an edge on the device's interrupt line. */
@@ -117,6 +120,24 @@ void virtio_mmio_write(struct virtio_mmio *t, uint64_t off, const void *data,
 /* Answer the transport's register window [base, base + VIRTIO_MMIO_SIZE)
  * on an MMIO bus. 0 or bus_register()'s -errno. */
 int virtio_mmio_register(struct virtio_mmio *t, struct bus *mmio);
+
+/* The transport's part of a snapshot: its registers. */
+struct virtio_mmio_state {
+	uint32_t status, dev_feat_sel, drv_feat_sel, queue_sel, int_status;
+	uint32_t config_gen;
+	uint64_t drv_features;
+};
+
+/* Lock held (the device still): the registers into st and the first nq
+ * queues into vq[] (virtq_save, with what the device holds given back).
+ * 0, or -EINVAL if the device has fewer queues. */
+int virtio_mmio_save(const struct virtio_mmio *t, struct virtio_mmio_state *st,
+		     struct virtq_state *vq, unsigned nq);
+/* Before the VM runs: the registers and nq queues back. 0, or -EINVAL if
+ * they do not fit this device or guest memory. Takes the lock. */
+int virtio_mmio_restore(struct virtio_mmio *t,
+			const struct virtio_mmio_state *st,
+			const struct virtq_state *vq, unsigned nq);
 
 /* Device side, lock held: set interrupt cause bits and raise the line. */
 void virtio_mmio_interrupt(struct virtio_mmio *t, uint32_t cause);
