@@ -16,7 +16,11 @@ CC ?= cc
 # installs (paramiko for the pre-auth tests); a python3 earlier on PATH
 # (pyenv, a venv) may not.
 PYTHON ?= /usr/bin/python3
-PKGS = libsodium inih libssh libseccomp
+# libssh's flags go to sshd/ objects only: nothing else may include it
+# (make layers, which every build runs, refuses one that does).
+PKGS = libsodium inih libseccomp
+SSH_PKG = libssh
+SSH_CFLAGS = $(shell pkg-config --cflags $(SSH_PKG) 2>/dev/null)
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wvla -Wundef \
 	-Wimplicit-fallthrough -Wnull-dereference -Wswitch-enum
@@ -24,7 +28,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -I. $(WARN) -fstack-protector-strong \
 	-D_FORTIFY_SOURCE=2 -fPIE $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
-LDLIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS = $(shell pkg-config --libs $(PKGS) $(SSH_PKG) 2>/dev/null) -lpthread
 
 # Every module but the program entry and the subcommands in tools/ (boot,
 # template, run, bench-clones) goes into a library the tests link.
@@ -53,8 +57,12 @@ FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 
-.PHONY: all deps guest check unit integration bench fuzz run clean
-all: $(BUILD)/clone
+.PHONY: all deps guest check unit integration bench fuzz run clean layers
+all: layers $(BUILD)/clone
+
+# The include rules of the layout (tests/layers.sh says which).
+layers:
+	@sh tests/layers.sh
 
 $(BUILD)/clone: $(MAIN_OBJ) $(BUILD)/libclone.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -65,6 +73,12 @@ $(BUILD)/libclone.a: $(LIB_OBJ)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/sshd/%.o: CFLAGS += $(SSH_CFLAGS)
+$(FUZZ_DIR)/obj/sshd/%.o: FUZZ_CFLAGS += $(SSH_CFLAGS)
+# Tests and harnesses of sshd/ modules include its headers.
+$(BUILD)/tests/%: CFLAGS += $(SSH_CFLAGS)
+$(FUZZ_DIR)/fuzz_%: FUZZ_CFLAGS += $(SSH_CFLAGS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libclone.a
 	@mkdir -p $(dir $@)
@@ -96,6 +110,7 @@ unit: $(UNIT_BIN)
 # The unit tests again under ASan/UBSan, then the end-to-end tests on the
 # real KVM with the real guest.
 check: all guest
+	@$(MAKE) --no-print-directory layers
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory SAN=1 unit
 	@$(PYTHON) tests/integration/run.py
