@@ -502,8 +502,11 @@ int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
 		close(c->kick_fd);
 		c->kick_fd = -1;
 		log_limit_destroy(&c->own_log);
+		return r;
 	}
-	return r;
+	/* The transport's guest errors and the device's: one budget. */
+	virtio_mmio_set_log_limit(&c->t, c->glog);
+	return 0;
 }
 
 void vcon_destroy(struct vcon *c)
@@ -522,6 +525,7 @@ void vcon_destroy(struct vcon *c)
 void vcon_set_log_limit(struct vcon *c, struct log_limit *l)
 {
 	c->glog = l ? l : &c->own_log;
+	virtio_mmio_set_log_limit(&c->t, c->glog);
 }
 
 int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,

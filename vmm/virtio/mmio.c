@@ -5,19 +5,18 @@
 
 #include "common/log.h"
 
-/* Guest mistakes are logged, but a hostile guest must not flood the log. */
-#define LOG_BUDGET 16
-
+/* Guest mistakes are logged, but a hostile guest must not flood the log:
+ * through a time-window limiter (common/log.h), the VM's when it gives
+ * one. */
 static void guest_error(struct virtio_mmio *t, const char *what, uint64_t off)
 {
-	static unsigned budget = LOG_BUDGET;
+	log_limit_warnx(t->glog, "%s: guest error: %s (register 0x%03llx)",
+			t->ops->name, what, (unsigned long long)off);
+}
 
-	if (budget) {
-		budget--;
-		log_warnx("%s: guest error: %s (register 0x%03llx)%s",
-			  t->ops->name, what, (unsigned long long)off,
-			  budget ? "" : "; further errors not logged");
-	}
+void virtio_mmio_set_log_limit(struct virtio_mmio *t, struct log_limit *l)
+{
+	t->glog = l ? l : &t->own_log;
 }
 
 int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_dev_ops *ops,
@@ -36,6 +35,8 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_dev_ops *ops,
 	t->gsi = gsi;
 	t->irq = irq;
 	t->irq_opaque = irq_opaque;
+	log_limit_init(&t->own_log, ops->name);
+	t->glog = &t->own_log;
 	for (unsigned i = 0; i < ops->nqueues; i++)
 		t->vq[i].max_size = ops->queue_max;
 	return 0;
@@ -43,8 +44,11 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_dev_ops *ops,
 
 void virtio_mmio_destroy(struct virtio_mmio *t)
 {
-	if (t->ops)
+	if (t->ops) {
 		pthread_mutex_destroy(&t->lock);
+		log_limit_flush(&t->own_log);
+		log_limit_destroy(&t->own_log);
+	}
 	t->ops = NULL;
 }
 

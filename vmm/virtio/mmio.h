@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/log.h"
 #include "vmm/bus.h"
 #include "vmm/virtio/virtq.h"
 
@@ -92,6 +93,8 @@ struct virtio_mmio {
 	uint32_t gsi;
 	virtio_irq_fn irq;
 	void *irq_opaque;
+	struct log_limit own_log;	/* glog unless the owner gives one */
+	struct log_limit *glog;		/* every line the guest can cause */
 
 	uint32_t status;
 	uint32_t dev_feat_sel, drv_feat_sel;
@@ -108,6 +111,10 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_dev_ops *ops,
 		     void *dev, const struct gmem *mem, uint64_t base,
 		     uint32_t gsi, virtio_irq_fn irq, void *irq_opaque);
 void virtio_mmio_destroy(struct virtio_mmio *t);
+
+/* Log the guest's mistakes through l (shared with the rest of its VM) in
+ * place of the transport's own limiter; NULL goes back to that one. */
+void virtio_mmio_set_log_limit(struct virtio_mmio *t, struct log_limit *l);
 
 /* Register access from a vCPU at offset off (relative to base). Reads of
  * unknown or misaligned registers return 0; writes to them are ignored
