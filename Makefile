@@ -16,7 +16,11 @@ CC ?= cc
 # installs (paramiko for the pre-auth tests); a python3 earlier on PATH
 # (pyenv, a venv) may not.
 PYTHON ?= /usr/bin/python3
-PKGS = libsodium inih libssh libseccomp
+# libssh's flags go to sshd/ objects only: nothing else may include it
+# (make layers, which every build runs, refuses one that does).
+PKGS = libsodium inih libseccomp
+SSH_PKG = libssh
+SSH_CFLAGS = $(shell pkg-config --cflags $(SSH_PKG) 2>/dev/null)
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wvla -Wundef \
 	-Wimplicit-fallthrough -Wnull-dereference -Wswitch-enum
@@ -24,12 +28,14 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -I. $(WARN) -fstack-protector-strong \
 	-D_FORTIFY_SOURCE=2 -fPIE $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(SANFLAGS)
-LDLIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS = $(shell pkg-config --libs $(PKGS) $(SSH_PKG) 2>/dev/null) -lpthread
 
-# Every module but the program entry goes into a library the tests link.
-LIB_SRC = $(wildcard common/*.c config/*.c console/*.c vmm/*.c) \
+# Every module but the program entry and the subcommands in tools/ (boot,
+# template, run, bench-clones) goes into a library the tests link.
+LIB_SRC = $(wildcard common/*.c config/*.c console/*.c vmm/*.c \
+	vmm/virtio/*.c vmm/x86/*.c) \
 	$(filter-out sshd/main.c,$(wildcard sshd/*.c))
-MAIN_SRC = sshd/main.c
+MAIN_SRC = sshd/main.c $(wildcard tools/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ = $(MAIN_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
@@ -45,14 +51,18 @@ FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -I. $(WARN) \
 	-fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_LIB_SRC = common/log.c config/config.c console/agent_proto.c \
 	sshd/authkeys.c vmm/snapshot.c vmm/snapshot_check.c \
-	vmm/virtio_console.c vmm/virtio_mmio.c vmm/virtq.c
-FUZZ_LIB_SRC += vmm/x86_decode.c vmm/x86_emul.c vmm/x86_mmu.c vmm/ctl_proto.c
+	vmm/virtio/console.c vmm/virtio/mmio.c vmm/virtio/virtq.c
+FUZZ_LIB_SRC += vmm/bus.c vmm/x86/decode.c vmm/x86/emul.c vmm/x86/mmu.c vmm/ctl_proto.c
 FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 
-.PHONY: all deps guest check unit integration bench fuzz run clean
-all: $(BUILD)/clone
+.PHONY: all deps guest check unit integration bench fuzz run clean layers
+all: layers $(BUILD)/clone
+
+# The include rules of the layout (tests/layers.sh says which).
+layers:
+	@sh tests/layers.sh
 
 $(BUILD)/clone: $(MAIN_OBJ) $(BUILD)/libclone.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -63,6 +73,12 @@ $(BUILD)/libclone.a: $(LIB_OBJ)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/sshd/%.o: CFLAGS += $(SSH_CFLAGS)
+$(FUZZ_DIR)/obj/sshd/%.o: FUZZ_CFLAGS += $(SSH_CFLAGS)
+# Tests and harnesses of sshd/ modules include its headers.
+$(BUILD)/tests/%: CFLAGS += $(SSH_CFLAGS)
+$(FUZZ_DIR)/fuzz_%: FUZZ_CFLAGS += $(SSH_CFLAGS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libclone.a
 	@mkdir -p $(dir $@)
@@ -94,6 +110,7 @@ unit: $(UNIT_BIN)
 # The unit tests again under ASan/UBSan, then the end-to-end tests on the
 # real KVM with the real guest.
 check: all guest
+	@$(MAKE) --no-print-directory layers
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory SAN=1 unit
 	@$(PYTHON) tests/integration/run.py

@@ -7,7 +7,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "sshd/server.h"
-#include "vmm/cli.h"
+#include "tools/cli.h"
 
 static int load(int argc, char **argv, struct cfg *cfg)
 {

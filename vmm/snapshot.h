@@ -11,46 +11,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
+#include "vmm/x86/cpu.h"
 
-#define SNAPSHOT_VERSION 2
-#define SNAPSHOT_MAX_MSRS 256
-#define SNAPSHOT_XSAVE_MAX 16384
+#define SNAPSHOT_VERSION 3
 #define SNAPSHOT_HASH_LEN 32
 #define SNAPSHOT_NQUEUES (2 * (VCON_MAX_PORTS + 1))
 
-struct virtq_state {
-	uint64_t desc, avail, used;
-	uint16_t size, last_avail, used_idx;
-	uint8_t ready, pad[3];
-};
-
-struct vcon_state {
-	uint32_t status, dev_feat_sel, drv_feat_sel, queue_sel, int_status;
-	uint32_t config_gen;
-	uint64_t drv_features;
-	struct virtq_state vq[SNAPSHOT_NQUEUES];
-	struct {
-		uint8_t used, console, guest_ready, guest_open;
-		uint16_t rows, cols;
-		char name[VCON_NAME_MAX];
-	} port[VCON_MAX_PORTS];
-	uint16_t cfg_rows, cfg_cols;
-	uint8_t device_ready, pad[3];
-};
-
-struct vcpu_state {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events events;
-	struct kvm_mp_state mp;
-	struct kvm_debugregs dregs;
-	uint32_t nmsrs, xsave_size;
-	struct kvm_msr_entry msrs[SNAPSHOT_MAX_MSRS];
-	uint8_t xsave[SNAPSHOT_XSAVE_MAX];
+/* The console, layer by layer: each saves and restores its own part. */
+struct snapshot_console {
+	struct virtio_mmio_state mmio;		/* the transport's registers */
+	struct virtq_state vq[SNAPSHOT_NQUEUES];	/* its queues */
+	struct vcon_state dev;			/* the device's own fields */
 };
 
 struct vm_snapshot {
@@ -60,8 +32,8 @@ struct vm_snapshot {
 	struct kvm_irqchip pic_master, pic_slave, ioapic;
 	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clock;
-	struct vcpu_state cpu;
-	struct vcon_state con;
+	struct cpu_state cpu;
+	struct snapshot_console con;
 };
 
 /* The files, as laid out on disk (host byte order; the header first, then

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vmm/virtq.h"
+#include "vmm/virtio/virtq.h"
 #include "vmm/vm.h"
 
 #define MIB (1024ULL * 1024)
@@ -39,7 +39,7 @@
 #define STATUS_BITS (VIRTIO_STATUS_ACK | VIRTIO_STATUS_DRIVER | \
 		     VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FEATURES_OK | \
 		     VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
-/* What virtio-console offers (vmm/virtio_console.c's ops table) plus
+/* What virtio-console offers (vmm/virtio/console.c's ops table) plus
  * VERSION_1, which the transport adds. */
 #define VCON_OFFERED (1ULL << VIRTIO_CONSOLE_F_SIZE | \
 		      1ULL << VIRTIO_CONSOLE_F_MULTIPORT | \
@@ -190,7 +190,7 @@ static uint64_t msr_area(const struct kvm_msr_entry *m, uint64_t *gpa)
 	}
 }
 
-static enum snapshot_err check_cpu(const struct vcpu_state *c,
+static enum snapshot_err check_cpu(const struct cpu_state *c,
 				   uint64_t mem_size, char *err, size_t errlen)
 {
 	const struct kvm_vcpu_events *ev = &c->events;
@@ -219,12 +219,12 @@ static enum snapshot_err check_cpu(const struct vcpu_state *c,
 		return bad(err, errlen, SNAPSHOT_E_CPU,
 			   "pending events: exception %u", ev->exception.nr);
 	if (c->xsave_size < sizeof(struct kvm_xsave) ||
-	    c->xsave_size > SNAPSHOT_XSAVE_MAX)
+	    c->xsave_size > CPU_XSAVE_MAX)
 		return bad(err, errlen, SNAPSHOT_E_XSAVE, "%u bytes",
 			   c->xsave_size);
-	if (c->nmsrs > SNAPSHOT_MAX_MSRS)
+	if (c->nmsrs > CPU_MAX_MSRS)
 		return bad(err, errlen, SNAPSHOT_E_MSR, "%u MSRs, at most %u",
-			   c->nmsrs, SNAPSHOT_MAX_MSRS);
+			   c->nmsrs, CPU_MAX_MSRS);
 	for (uint32_t i = 0; i < c->nmsrs; i++) {
 		uint64_t gpa = 0, len = msr_area(&c->msrs[i], &gpa);
 
@@ -274,13 +274,15 @@ static enum snapshot_err check_queue(const struct virtq_state *q, unsigned i,
 	return SNAPSHOT_OK;
 }
 
-static enum snapshot_err check_console(const struct vcon_state *c,
+static enum snapshot_err check_console(const struct snapshot_console *s,
 				       uint64_t mem_size, char *err,
 				       size_t errlen)
 {
+	const struct virtio_mmio_state *c = &s->mmio;
+	const struct vcon_state *d = &s->dev;
 	enum snapshot_err e;
 
-	/* The transport's own promises (vmm/virtio_mmio.c set_status). */
+	/* The transport's own promises (vmm/virtio/mmio.c set_status). */
 	if ((c->status & ~(uint32_t)STATUS_BITS) ||
 	    ((c->status & VIRTIO_STATUS_DRIVER_OK) &&
 	     !(c->status & VIRTIO_STATUS_FEATURES_OK)) ||
@@ -293,16 +295,16 @@ static enum snapshot_err check_console(const struct vcon_state *c,
 	if (c->int_status & ~(uint32_t)INT_STATUS_BITS)
 		return bad(err, errlen, SNAPSHOT_E_DEVICE,
 			   "interrupt status 0x%x", c->int_status);
-	if (!flag(c->device_ready) ||
-	    (c->device_ready && !(c->status & VIRTIO_STATUS_DRIVER_OK)))
+	if (!flag(d->device_ready) ||
+	    (d->device_ready && !(c->status & VIRTIO_STATUS_DRIVER_OK)))
 		return bad(err, errlen, SNAPSHOT_E_DEVICE,
-			   "ready %u with status 0x%x", c->device_ready,
+			   "ready %u with status 0x%x", d->device_ready,
 			   c->status);
 	for (unsigned i = 0; i < SNAPSHOT_NQUEUES; i++)
-		if ((e = check_queue(&c->vq[i], i, mem_size, err, errlen)))
+		if ((e = check_queue(&s->vq[i], i, mem_size, err, errlen)))
 			return e;
 	for (unsigned i = 0; i < VCON_MAX_PORTS; i++) {
-		const __typeof__(c->port[0]) *p = &c->port[i];
+		const __typeof__(d->port[0]) *p = &d->port[i];
 
 		if (!flag(p->used) || !flag(p->console) ||
 		    !flag(p->guest_ready) || !flag(p->guest_open) ||

@@ -243,35 +243,3 @@ void template_close(struct template *t)
 	free(t->snap);
 	free(t);
 }
-
-int template_clone(const struct template *t, const struct agent_identity *id,
-		   struct vm **out, int *term_fd, char *err, size_t errlen)
-{
-	struct vm *vm;
-	int r, fd;
-
-	*out = NULL;
-	*term_fd = -1;
-	r = vm_new(&vm, err, errlen);
-	if (r < 0)
-		return r;
-	fd = vm_add_terminal(vm, 0);
-	if (fd < 0) {
-		r = fd;
-		snprintf(err, errlen, "terminal port: %s", strerror(-r));
-		goto fail;
-	}
-	r = vm_restore_setup(vm, t->snap, t->mem_fd, err, errlen);
-	if (r < 0)
-		goto fail;
-	if (id)
-		vm_set_identity(vm, id);
-	*out = vm;
-	*term_fd = fd;
-	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	vm_free(vm);
-	return r;
-}

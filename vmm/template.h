@@ -28,10 +28,4 @@ int template_open(const struct vm_config *cfg, const char *state_dir,
 		  struct template **out, char *err, size_t errlen);
 void template_close(struct template *t);
 
-/* Clone: a new VM from the template with terminal port 0 attached (its
- * host end in *term_fd) and the identity queued for the agent. Nothing
- * runs until vm_start(). 0 or -errno with err set. */
-int template_clone(const struct template *t, const struct agent_identity *id,
-		   struct vm **out, int *term_fd, char *err, size_t errlen);
-
 #endif

@@ -10,7 +10,7 @@
 #include <sys/types.h>
 
 #include "console/agent_proto.h"
-#include "vmm/pvm.h"
+#include "vmm/x86/pvm.h"
 
 #define VM_AGENT_PORT 1
 #define VM_AGENT_PORT_NAME "clone.agent"
@@ -41,7 +41,7 @@ enum vm_exit {
 
 struct vm_stats {
 	uint64_t exits, exits_io, exits_mmio, exits_intr, exits_other;
-	struct x86_emul_stats emul;
+	struct pvm_emul_stats emul;
 	uint64_t ready_ns;	/* start to agent ready; 0 if not yet */
 	uint64_t ack_ns;	/* start to identity acknowledged; 0 if not yet */
 	uint64_t first_entry_ns;	/* CLOCK_MONOTONIC at the first KVM_RUN */

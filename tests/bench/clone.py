@@ -101,7 +101,7 @@ for latency, {a.idle} idle clones left {a.idle_secs} s for memory and measured
 |---|---|---|
 """ + "\n".join(rows) + f"""
 
-How each is measured (`clone bench-clones`, vmm/cli_bench.c):
+How each is measured (`clone bench-clones`, tools/bench_clones.c):
 - `clone_p50_ms`, `clone_p99_ms`: the parent's go message to the clone's
   first `KVM_RUN`, in a worker process that was forked, created its KVM VM,
   mapped the template and restored its state ahead of the request (a pool);

@@ -1,4 +1,4 @@
-/* libFuzzer harness: the instruction completions of vmm/x86_emul.c, as a
+/* libFuzzer harness: the instruction completions of vmm/x86/emul.c, as a
  * hostile guest kernel meets them on PVM: any instruction bytes, any vCPU
  * state, and page tables of its own making in 64 KiB of guest memory, so
  * that table and data addresses easily reach past its end.
@@ -25,7 +25,7 @@
 #include <string.h>
 
 #include "tests/fuzz/fuzz_input.h"
-#include "vmm/x86_emul.h"
+#include "vmm/x86/emul.h"
 
 #define MEM_SIZE 65536
 

@@ -48,7 +48,7 @@
 #include "common/log.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "vmm/snapshot.h"
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #define NQ (2 * (VCON_MAX_PORTS + 1))
 #define CTRL_TX 3
@@ -230,12 +230,15 @@ static void add_port(struct env *e, struct vcon *c, unsigned nr, bool console)
  * has added ports 0 and 1; session ports come back without host fds. */
 static void snapshot(struct env *e)
 {
-	struct vcon_state st;
+	struct snapshot_console st;
 	struct vcon *n;
 	int r;
 
 	vcon_lock(e->c);
-	r = vcon_save(e->c, &st);
+	r = vcon_save(e->c, &st.dev);
+	if (r == 0)
+		r = virtio_mmio_save(&e->c->t, &st.mmio, st.vq,
+				     SNAPSHOT_NQUEUES);
 	vcon_unlock(e->c);
 	if (r < 0)
 		return;
@@ -244,7 +247,8 @@ static void snapshot(struct env *e)
 		abort();
 	vcon_add_port(n, 0, NULL, true, e->dev[0], e->dev[0]);
 	vcon_add_port(n, 1, "clone.agent", false, e->dev[1], e->dev[1]);
-	if (vcon_restore(n, &st) < 0) {
+	if (virtio_mmio_restore(&n->t, &st.mmio, st.vq, SNAPSHOT_NQUEUES) < 0 ||
+	    vcon_restore(n, &st.dev) < 0) {
 		vcon_destroy(n);
 		free(n);
 		return;

@@ -22,7 +22,7 @@
 
 #include "common/log.h"
 #include "tests/fuzz/fuzz_input.h"
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #define MEM_SIZE 65536
 #define BASE 0xd0000000ULL

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "vmm/gmem.h"
-#include "vmm/virtio_mmio.h"
+#include "vmm/virtio/mmio.h"
 
 #define FG_PAGE 4096ULL
 

@@ -1,4 +1,4 @@
-/* A vCPU and guest RAM on plain memory for the tests of vmm/x86_emul.c:
+/* A vCPU and guest RAM on plain memory for the tests of vmm/x86/emul.c:
  * page tables built in a buffer, instruction bytes decoded from a buffer
  * of exactly their length, and checks of the exact outcome. Include after
  * <cmocka.h>. */
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/x86_emul.h"
+#include "vmm/x86/emul.h"
 
 #define MEM_SIZE (4U << 20)
 #define TABLES 0x1000ULL	/* page tables are allocated from here */

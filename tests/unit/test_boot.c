@@ -1,6 +1,6 @@
 /* The Linux x86 boot protocol on plain memory: synthetic ELF and bzImage
  * kernels, the initrd, the zero page and the long-mode page tables. */
-#include "vmm/boot.h"
+#include "vmm/x86/boot.h"
 
 #include <asm/bootparam.h>
 #include <elf.h>

@@ -1,8 +1,8 @@
-/* The completions of vmm/x86_emul.c on plain memory: page tables built in
+/* The completions of vmm/x86/emul.c on plain memory: page tables built in
  * a buffer that stands for guest RAM, a vCPU state in a struct, and for
  * each hostile case the exact exception (vector, error code, CR2) or the
  * exact effect the SDM gives. */
-#include "vmm/x86_emul.h"
+#include "vmm/x86/emul.h"
 
 #include <errno.h>
 #include <stdarg.h>

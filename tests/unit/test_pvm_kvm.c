@@ -1,10 +1,10 @@
-/* x86_complete_emulation() on the real KVM: a tiny 64-bit guest of a few
+/* pvm_complete_emulation() on the real KVM: a tiny 64-bit guest of a few
  * pages runs the instructions PVM's emulator gives up on, at CPL 0, and
  * the exception handlers it installs record what the CPU (here: our
  * completion and KVM's delivery of what it injects) handed them: vector,
  * error code, CR2 and the saved RIP. Only PVM sends these instructions to
  * the VMM; elsewhere the test says SKIP. */
-#include "vmm/pvm.h"
+#include "vmm/x86/pvm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -232,7 +232,7 @@ static int teardown(void **state)
  * many completions it took. */
 static unsigned run_case(struct kvm *k, const uint8_t *label)
 {
-	struct x86_emul_stats st = { 0 };
+	struct pvm_emul_stats st = { 0 };
 	struct kvm_regs regs = { 0 };
 	unsigned done = 0;
 	char desc[160];
@@ -251,7 +251,7 @@ static unsigned run_case(struct kvm *k, const uint8_t *label)
 		if (k->run->exit_reason != KVM_EXIT_INTERNAL_ERROR ||
 		    k->run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION)
 			fail_msg("exit %u", k->run->exit_reason);
-		r = x86_complete_emulation(k->vcpu_fd, k->run, &k->m, &st,
+		r = pvm_complete_emulation(k->vcpu_fd, k->run, &k->m, &st,
 					   desc, sizeof(desc));
 		if (r < 0)
 			fail_msg("completing the %s: %s", desc, strerror(-r));

@@ -1,7 +1,7 @@
-/* The paging side of vmm/x86_mmu.c through the completions: the guest's
+/* The paging side of vmm/x86/mmu.c through the completions: the guest's
  * own page tables in a buffer, each way an access can be refused, and the
  * exact #PF (error code, CR2) or the exact bytes moved. */
-#include "vmm/x86_emul.h"
+#include "vmm/x86/emul.h"
 
 #include <errno.h>
 #include <stdarg.h>

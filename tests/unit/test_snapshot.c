@@ -57,11 +57,11 @@ static void valid_state(struct vm_snapshot *s)
 						 .data = 0x1953001 };
 	s->cpu.msrs[2] = (struct kvm_msr_entry){ .index = 0x4b564d03,
 						 .data = 0x1836b41 };
-	s->con.status = 0xf;
-	s->con.drv_features = 1ULL << VIRTIO_F_VERSION_1 |
+	s->con.mmio.status = 0xf;
+	s->con.mmio.drv_features = 1ULL << VIRTIO_F_VERSION_1 |
 			      1ULL << VIRTIO_CONSOLE_F_SIZE |
 			      1ULL << VIRTIO_CONSOLE_F_MULTIPORT;
-	s->con.device_ready = 1;
+	s->con.dev.device_ready = 1;
 	for (unsigned i = 0; i < SNAPSHOT_NQUEUES; i++) {
 		uint64_t base = RING0 + i * RING_STRIDE;
 
@@ -71,11 +71,11 @@ static void valid_state(struct vm_snapshot *s)
 			.last_avail = 7, .used_idx = 5,
 		};
 	}
-	s->con.port[0].used = s->con.port[0].console = 1;
-	s->con.port[1].used = 1;
-	strcpy(s->con.port[1].name, "clone.agent");
+	s->con.dev.port[0].used = s->con.dev.port[0].console = 1;
+	s->con.dev.port[1].used = 1;
+	strcpy(s->con.dev.port[1].name, "clone.agent");
 	for (int i = 0; i < 2; i++)
-		s->con.port[i].guest_ready = s->con.port[i].guest_open = 1;
+		s->con.dev.port[i].guest_ready = s->con.dev.port[i].guest_open = 1;
 }
 
 static const uint64_t pages[] = { 0, 1, 200, NPAGES - 1 };
@@ -473,12 +473,12 @@ struct bad_state {
 	  SNAPSHOT_E_MSR_ADDR)						\
 	X(xsave_huge, s->cpu.xsave_size = 1 << 20, SNAPSHOT_E_XSAVE)	\
 	X(xsave_small, s->cpu.xsave_size = 16, SNAPSHOT_E_XSAVE)	\
-	X(status_bits, s->con.status |= 0x10, SNAPSHOT_E_DEVICE)	\
-	X(driver_ok_alone, s->con.status = 0x7, SNAPSHOT_E_DEVICE)	\
-	X(features_not_offered, s->con.drv_features |= 1ULL << 28,	\
+	X(status_bits, s->con.mmio.status |= 0x10, SNAPSHOT_E_DEVICE)	\
+	X(driver_ok_alone, s->con.mmio.status = 0x7, SNAPSHOT_E_DEVICE)	\
+	X(features_not_offered, s->con.mmio.drv_features |= 1ULL << 28,	\
 	  SNAPSHOT_E_DEVICE)						\
-	X(interrupt_status, s->con.int_status = 0x80, SNAPSHOT_E_DEVICE) \
-	X(device_ready_flag, s->con.device_ready = 3, SNAPSHOT_E_DEVICE) \
+	X(interrupt_status, s->con.mmio.int_status = 0x80, SNAPSHOT_E_DEVICE) \
+	X(device_ready_flag, s->con.dev.device_ready = 3, SNAPSHOT_E_DEVICE) \
 	X(queue_size_odd, s->con.vq[3].size = 3, SNAPSHOT_E_QUEUE_SIZE)	\
 	X(queue_size_zero, s->con.vq[0].size = 0, SNAPSHOT_E_QUEUE_SIZE) \
 	X(queue_size_huge, s->con.vq[7].size = 32768,			\
@@ -496,11 +496,11 @@ struct bad_state {
 	  SNAPSHOT_E_QUEUE_IDX)						\
 	X(given_back_more, s->con.vq[8].used_idx = 9,			\
 	  SNAPSHOT_E_QUEUE_IDX)						\
-	X(port_flag, s->con.port[1].guest_open = 5, SNAPSHOT_E_PORT)	\
-	X(port_name_unterminated, memset(s->con.port[1].name, 'x',	\
+	X(port_flag, s->con.dev.port[1].guest_open = 5, SNAPSHOT_E_PORT)	\
+	X(port_name_unterminated, memset(s->con.dev.port[1].name, 'x',	\
 					 VCON_NAME_MAX),		\
 	  SNAPSHOT_E_PORT)						\
-	X(absent_port_open, s->con.port[9].guest_open = 1,		\
+	X(absent_port_open, s->con.dev.port[9].guest_open = 1,		\
 	  SNAPSHOT_E_PORT)
 
 #define CORRUPT_FN(name, stmt, err) \

@@ -1,7 +1,7 @@
 /* virtio-console against a guest that uses the rules to cost the host:
  * rings of empty chains, floods of bad messages, control messages it
  * never takes. On plain memory, as test_virtio_console.c. */
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -214,7 +214,7 @@ static void test_unread_output_is_settled(void **state)
 	struct env *e = *state;
 	struct fg_vq *v = &e->v[txq(1)];
 	static uint8_t junk[64 * 1024];
-	struct vcon_state st;
+	struct snapshot_console st;
 	struct pollfd pfd[2 * VCON_MAX_PORTS];
 	int sndbuf = 4096;
 	uint32_t id, len;
@@ -230,10 +230,12 @@ static void test_unread_output_is_settled(void **state)
 	kick(e, txq(1));
 	assert_true(e->c.port[1].tx_busy);
 	vcon_lock(&e->c);
-	assert_int_equal(vcon_save(&e->c, &st), -EBUSY);
+	assert_int_equal(vcon_save(&e->c, &st.dev), -EBUSY);
 	irqs = e->irqs;
 	assert_int_equal(vcon_settle(&e->c, why, sizeof(why)), 0);
-	assert_int_equal(vcon_save(&e->c, &st), 0);
+	assert_int_equal(vcon_save(&e->c, &st.dev), 0);
+	assert_int_equal(virtio_mmio_save(&e->c.t, &st.mmio, st.vq,
+					  SNAPSHOT_NQUEUES), 0);
 	vcon_unlock(&e->c);
 	assert_non_null(strstr(why, "bytes of guest output nobody read (1 "
 				    "buffers)"));
@@ -251,7 +253,7 @@ static void test_unread_output_is_settled(void **state)
 static void test_ctrl_on_stopped_device_is_settled(void **state)
 {
 	struct env *e = *state;
-	struct vcon_state st;
+	struct snapshot_console st;
 	char why[160] = "";
 
 	guest_ctrl(e, BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
@@ -259,13 +261,15 @@ static void test_ctrl_on_stopped_device_is_settled(void **state)
 	assert_true(needs_reset(e));
 	assert_int_equal(e->c.ctrl_len, NPORTS);
 	vcon_lock(&e->c);
-	assert_int_equal(vcon_save(&e->c, &st), -EBUSY);
+	assert_int_equal(vcon_save(&e->c, &st.dev), -EBUSY);
 	assert_int_equal(vcon_settle(&e->c, why, sizeof(why)), 0);
-	assert_int_equal(vcon_save(&e->c, &st), 0);
+	assert_int_equal(vcon_save(&e->c, &st.dev), 0);
+	assert_int_equal(virtio_mmio_save(&e->c.t, &st.mmio, st.vq,
+					  SNAPSHOT_NQUEUES), 0);
 	vcon_unlock(&e->c);
 	assert_non_null(strstr(why, "3 control messages for a stopped "
 				    "driver dropped"));
-	assert_true(st.status & VIRTIO_STATUS_NEEDS_RESET);
+	assert_true(st.mmio.status & VIRTIO_STATUS_NEEDS_RESET);
 	/* The driver's reset brings every port back. */
 	fg_wr(&e->c.t, VIRTIO_MMIO_STATUS, 0);
 	bring_up(e, false);

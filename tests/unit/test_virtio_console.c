@@ -1,7 +1,7 @@
 /* virtio-console with multiport, driven the way the Linux virtio_console
  * driver drives it (VIRTIO 1.x 5.3), on plain memory, with socketpairs as
  * the host side of the ports. */
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #include <errno.h>
 #include <fcntl.h>

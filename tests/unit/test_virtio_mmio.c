@@ -1,14 +1,18 @@
 /* The virtio-mmio register file and status state machine, with a dummy
  * device that counts its callbacks. */
-#include "vmm/virtio_mmio.h"
+#include "vmm/virtio/mmio.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/log.h"
 #include "tests/unit/fake_guest.h"
 
 #define MEM_SIZE (1024 * 1024)
@@ -587,6 +591,46 @@ static void test_config(void **state)
 	assert_int_equal(e->config_reads, 5);
 }
 
+/* Guest errors go through a time-window limiter per source (the VM's, or
+ * the transport's own), not a budget per process that one guest spends
+ * for every other device and that never refills: a second transport's
+ * first mistake is logged however many the first one made. */
+static void test_guest_errors_limited_per_source(void **state)
+{
+	static const struct virtio_dev_ops second_ops = {
+		.name = "second", .device_id = DUMMY_ID, .nqueues = NQ,
+		.queue_max = QMAX,
+	};
+	struct env *e = *state;
+	struct virtio_mmio t2;
+	FILE *f = tmpfile();
+	char buf[8192];
+	size_t n;
+	uint32_t v;
+	int saved = dup(STDERR_FILENO);
+
+	assert_non_null(f);
+	log_init("t", LOG_INFO);
+	assert_true(dup2(fileno(f), STDERR_FILENO) >= 0);
+	for (int i = 0; i < 100; i++)
+		virtio_mmio_read(&e->t, 0x0f0, &v, 4);	/* unknown register */
+	assert_int_equal(virtio_mmio_init(&t2, &second_ops, e, &e->g.m,
+					  0xd0001000, GSI, dummy_irq, e),
+			 0);
+	virtio_mmio_read(&t2, 0x0f0, &v, 4);
+	virtio_mmio_destroy(&t2);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	rewind(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	assert_non_null(strstr(buf, "second: guest error: read of unknown "
+				    "register (register 0x0f0)"));
+	assert_true(n < 40 * 80);	/* the first one's 100 were limited */
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -609,6 +653,7 @@ int main(void)
 		T(test_needs_reset),
 		T(test_bad_access),
 		T(test_config),
+		T(test_guest_errors_limited_per_source),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
 /* The split virtqueue on plain memory, driven by a fake and often hostile
  * guest driver. */
-#include "vmm/virtq.h"
+#include "vmm/virtio/virtq.h"
 
 #include <stdarg.h>
 #include <stddef.h>

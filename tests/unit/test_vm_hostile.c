@@ -1,16 +1,26 @@
-/* What vmm/vm.c does with a hostile guest, on a VM made without KVM (this
- * file includes vm.c for its static parts): the agent port is a socket
+/* What a VM (vmm/agent_link.c, vmm/persist.c) does with a hostile guest,
+ * on a VM made without KVM (this file builds struct vm from
+ * vmm/vm_impl.h): the agent port is a socket
  * pair, the console device runs on the fake guest's plain memory, and a
  * thread parks where the vCPU thread would. A guest may send any message
  * as often as it likes, and keep its console as busy as it likes: the
  * host's log must not grow with it, nor its VM escape a suspend. */
-#include "vmm/vm.c"
+#include "vmm/vm_impl.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "common/clock.h"
 #include "tests/unit/fake_guest.h"
 
 /* A struct vm as vm_new() leaves it, minus KVM and the devices. */
@@ -49,7 +59,7 @@ static void host_reads(struct vm *vm)
 
 	while (vm->agent_fd >= 0 &&
 	       ioctl(vm->agent_fd, FIONREAD, &n) == 0 && n > 0)
-		agent_input(vm);
+		vm_agent_input(vm);
 }
 
 static void guest_sends(struct vm *vm, int guest, uint8_t type,
@@ -175,7 +185,7 @@ static void *parking_vcpu(void *arg)
 	struct vm *vm = arg;
 
 	while (!vm->stopping) {
-		park(vm);
+		vm_park(vm);
 		usleep(1000);
 	}
 	return NULL;
@@ -201,8 +211,8 @@ static void hostile_console(struct vm *vm, struct fg *g, struct fg_vq *v,
 	int sv[2];
 
 	vm->mem = g->m;
-	assert_int_equal(vcon_init(&vm->con, &vm->mem, VIRTIO_BASE,
-				   VIRTIO_CONSOLE_GSI, no_irq, vm), 0);
+	assert_int_equal(vcon_init(&vm->con, &vm->mem, VM_VIRTIO_BASE,
+				   VM_VIRTIO_CONSOLE_GSI, no_irq, vm), 0);
 	vcon_set_log_limit(&vm->con, &vm->glog);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
 				    sv), 0);
@@ -227,7 +237,6 @@ static void hostile_console(struct vm *vm, struct fg *g, struct fg_vq *v,
  * line saying why, rather than failing and being tried again for ever. */
 static void test_save_blocked_by_guest_ends_vm(void **state)
 {
-	struct sigaction sa = { .sa_handler = kick_handler };
 	struct fg g;
 	struct fg_vq v[NQ];
 	char err[256], dir[] = "/tmp/clone-test-XXXXXX", *out;
@@ -237,8 +246,7 @@ static void test_save_blocked_by_guest_ends_vm(void **state)
 
 	(void)state;
 	log_init("t", LOG_INFO);
-	sigemptyset(&sa.sa_mask);
-	assert_int_equal(sigaction(KICK_SIGNAL, &sa, NULL), 0);
+	assert_int_equal(vm_kick_install(), 0);
 	assert_non_null(mkdtemp(dir));
 	fg_init(&g, MEM_SIZE);
 	vm = fake_vm(&guest);
@@ -252,9 +260,9 @@ static void test_save_blocked_by_guest_ends_vm(void **state)
 	vm->threads = true;
 
 	capture_start();
-	t0 = now_ns();
+	t0 = clock_mono_ns();
 	r = vm_suspend_to_disk(vm, dir, NULL, err, sizeof(err));
-	took = now_ns() - t0;
+	took = clock_mono_ns() - t0;
 	out = capture_end();
 	assert_true(r < 0);
 	assert_true(took >= vm->quiet_ns);

@@ -1,7 +1,7 @@
 /* The decoder for the instructions the VMM completes on PVM. Every input
  * is copied into a heap buffer of exactly its length, so that a read past
  * len is a sanitizer error. */
-#include "vmm/pvm.h"
+#include "vmm/x86/pvm.h"
 
 #include <stdarg.h>
 #include <stddef.h>

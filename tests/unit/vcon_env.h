@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "tests/unit/fake_guest.h"
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #define MEM_SIZE (8 * 1024 * 1024)
 #define BASE 0xd0000000ULL

@@ -1,4 +1,4 @@
-#include "vmm/pvm.h"
+#include "vmm/x86/pvm.h"
 
 #include <cpuid.h>
 #include <errno.h>
@@ -202,7 +202,7 @@ static int apply(int vcpu_fd, struct kvm_regs *regs, struct kvm_sregs *sregs,
 	return 0;
 }
 
-static void count(struct x86_emul_stats *st, const struct x86_insn *in,
+static void count(struct pvm_emul_stats *st, const struct x86_insn *in,
 		  const struct x86_outcome *out)
 {
 	if (!out->retired) {
@@ -231,8 +231,8 @@ static void count(struct x86_emul_stats *st, const struct x86_insn *in,
 	}
 }
 
-int x86_complete_emulation(int vcpu_fd, struct kvm_run *run,
-			   const struct gmem *m, struct x86_emul_stats *st,
+int pvm_complete_emulation(int vcpu_fd, struct kvm_run *run,
+			   const struct gmem *m, struct pvm_emul_stats *st,
 			   char *desc, size_t desclen)
 {
 	struct kvm_regs regs;

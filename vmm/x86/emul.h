@@ -1,11 +1,11 @@
-/* The instructions the VMM completes for the guest on PVM (vmm/pvm.h),
+/* The instructions the VMM completes for the guest on PVM (vmm/x86/pvm.h),
  * decided as the hardware would decide them: decode, privilege, paging
  * through the guest's own page tables, alignment and operand checks, and
  * either the instruction's effect or the exact exception the CPU raises.
  *
  * Everything here is pure: it reads and writes the vCPU state in struct
  * x86_cpu and guest memory through gmem_ptr() only, never an ioctl, so it
- * is unit-tested and fuzzed on plain memory. vmm/pvm.c moves the state to
+ * is unit-tested and fuzzed on plain memory. vmm/x86/pvm.c moves the state to
  * and from KVM. Every input (instruction bytes, registers, page tables)
  * is the guest's and hostile: the worst it gets is a refusal. */
 #ifndef VMM_X86_EMUL_H

@@ -1,5 +1,5 @@
 /* `clone boot`: boot the template image with its terminal on ours. */
-#include "vmm/cli.h"
+#include "tools/cli.h"
 
 #include <errno.h>
 #include <getopt.h>

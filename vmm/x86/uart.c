@@ -1,4 +1,4 @@
-#include "vmm/uart.h"
+#include "vmm/x86/uart.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -98,4 +98,24 @@ void uart_write(struct uart *u, unsigned off, uint8_t v)
 	case 7: u->scr = v; return;
 	default: return;
 	}
+}
+
+static void bus_io(void *opaque, uint64_t off, void *data, uint32_t len,
+		   bool write)
+{
+	uint8_t *b = data;
+
+	if (len != 1) {
+		if (!write)
+			memset(data, 0xff, len);	/* nothing that wide here */
+	} else if (write) {
+		uart_write(opaque, (unsigned)off, *b);
+	} else {
+		*b = uart_read(opaque, (unsigned)off);
+	}
+}
+
+int uart_register(struct uart *u, struct bus *pio)
+{
+	return bus_register(pio, UART_COM1_BASE, 8, bus_io, u);
 }

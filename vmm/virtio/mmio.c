@@ -1,23 +1,22 @@
-#include "vmm/virtio_mmio.h"
+#include "vmm/virtio/mmio.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "common/log.h"
 
-/* Guest mistakes are logged, but a hostile guest must not flood the log. */
-#define LOG_BUDGET 16
-
+/* Guest mistakes are logged, but a hostile guest must not flood the log:
+ * through a time-window limiter (common/log.h), the VM's when it gives
+ * one. */
 static void guest_error(struct virtio_mmio *t, const char *what, uint64_t off)
 {
-	static unsigned budget = LOG_BUDGET;
+	log_limit_warnx(t->glog, "%s: guest error: %s (register 0x%03llx)",
+			t->ops->name, what, (unsigned long long)off);
+}
 
-	if (budget) {
-		budget--;
-		log_warnx("%s: guest error: %s (register 0x%03llx)%s",
-			  t->ops->name, what, (unsigned long long)off,
-			  budget ? "" : "; further errors not logged");
-	}
+void virtio_mmio_set_log_limit(struct virtio_mmio *t, struct log_limit *l)
+{
+	t->glog = l ? l : &t->own_log;
 }
 
 int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_dev_ops *ops,
@@ -36,6 +35,8 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_dev_ops *ops,
 	t->gsi = gsi;
 	t->irq = irq;
 	t->irq_opaque = irq_opaque;
+	log_limit_init(&t->own_log, ops->name);
+	t->glog = &t->own_log;
 	for (unsigned i = 0; i < ops->nqueues; i++)
 		t->vq[i].max_size = ops->queue_max;
 	return 0;
@@ -43,8 +44,11 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_dev_ops *ops,
 
 void virtio_mmio_destroy(struct virtio_mmio *t)
 {
-	if (t->ops)
+	if (t->ops) {
 		pthread_mutex_destroy(&t->lock);
+		log_limit_flush(&t->own_log);
+		log_limit_destroy(&t->own_log);
+	}
 	t->ops = NULL;
 }
 
@@ -289,4 +293,58 @@ void virtio_mmio_needs_reset(struct virtio_mmio *t)
 	t->status |= VIRTIO_STATUS_NEEDS_RESET;
 	if (t->status & VIRTIO_STATUS_DRIVER_OK)
 		virtio_mmio_interrupt(t, VIRTIO_INT_CONFIG);
+}
+
+static void bus_io(void *opaque, uint64_t off, void *data, uint32_t len,
+		   bool write)
+{
+	if (write)
+		virtio_mmio_write(opaque, off, data, len);
+	else
+		virtio_mmio_read(opaque, off, data, len);
+}
+
+int virtio_mmio_register(struct virtio_mmio *t, struct bus *mmio)
+{
+	return bus_register(mmio, t->base, VIRTIO_MMIO_SIZE, bus_io, t);
+}
+
+int virtio_mmio_save(const struct virtio_mmio *t, struct virtio_mmio_state *st,
+		     struct virtq_state *vq, unsigned nq)
+{
+	if (nq != t->ops->nqueues)
+		return -EINVAL;
+	*st = (struct virtio_mmio_state){
+		.status = t->status, .dev_feat_sel = t->dev_feat_sel,
+		.drv_feat_sel = t->drv_feat_sel, .queue_sel = t->queue_sel,
+		.int_status = t->int_status, .config_gen = t->config_gen,
+		.drv_features = t->drv_features,
+	};
+	for (unsigned i = 0; i < nq; i++)
+		virtq_save(&t->vq[i], t->ops->queue_held ?
+			   t->ops->queue_held(t, i) : 0,
+			   &vq[i]);
+	return 0;
+}
+
+int virtio_mmio_restore(struct virtio_mmio *t,
+			const struct virtio_mmio_state *st,
+			const struct virtq_state *vq, unsigned nq)
+{
+	int r = 0;
+
+	if (nq != t->ops->nqueues)
+		return -EINVAL;
+	pthread_mutex_lock(&t->lock);
+	t->status = st->status;
+	t->dev_feat_sel = st->dev_feat_sel;
+	t->drv_feat_sel = st->drv_feat_sel;
+	t->queue_sel = st->queue_sel;
+	t->int_status = st->int_status;
+	t->config_gen = st->config_gen;
+	t->drv_features = st->drv_features;
+	for (unsigned i = 0; i < nq && r == 0; i++)
+		r = virtq_restore(&t->vq[i], &vq[i], t->mem);
+	pthread_mutex_unlock(&t->lock);
+	return r;
 }

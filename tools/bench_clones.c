@@ -1,7 +1,7 @@
 /* `clone bench-clones`: clone latency, memory and CPU of idle clones,
  * resume latency, and clone/destroy hygiene, measured on worker processes
  * exactly as the server uses them. Prints one name=value line per figure. */
-#include "vmm/cli.h"
+#include "tools/cli.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,4 +1,4 @@
-#include "vmm/boot.h"
+#include "vmm/x86/boot.h"
 
 #include <asm/bootparam.h>
 #include <elf.h>

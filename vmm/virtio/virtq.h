@@ -61,6 +61,23 @@ struct virtq_chain {
 	struct virtq_seg seg[VIRTQ_MAX_SEGS];
 };
 
+/* A queue's part of a snapshot: where its rings are and how far each side
+ * has gone. */
+struct virtq_state {
+	uint64_t desc, avail, used;
+	uint16_t size, last_avail, used_idx;
+	uint8_t ready, pad[3];
+};
+
+/* Save q. held: chains the device popped and will not give back (taken,
+ * not yet filled): they go back to the driver's ring, so that the
+ * restored device takes them again. */
+void virtq_save(const struct virtq *q, uint16_t held, struct virtq_state *st);
+/* Onto a queue after virtq_reset, before it is used: 0, or -EINVAL when a
+ * ready queue's size or rings do not fit guest memory m. */
+int virtq_restore(struct virtq *q, const struct virtq_state *st,
+		  const struct gmem *m);
+
 /* Reset to the state after device reset, keeping max_size. */
 void virtq_reset(struct virtq *q);
 

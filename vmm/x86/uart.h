@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/bus.h"
+
 #define UART_COM1_BASE 0x3f8
 #define UART_COM1_IRQ 4
 
@@ -24,6 +26,9 @@ void uart_init(struct uart *u, int out_fd, void (*irq)(void *, uint32_t),
 /* Port access at offset off (0-7) from the base. */
 uint8_t uart_read(struct uart *u, unsigned off);
 void uart_write(struct uart *u, unsigned off, uint8_t v);
+/* Answer the eight COM1 ports on a port I/O bus (byte accesses; wider
+ * reads see 0xff, wider writes are ignored). 0 or bus_register()'s -errno. */
+int uart_register(struct uart *u, struct bus *pio);
 /* Write out what is buffered. */
 void uart_flush(struct uart *u);
 

@@ -1,5 +1,6 @@
-#include "vmm/virtq.h"
+#include "vmm/virtio/virtq.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* Ring layouts, VIRTIO 1.x 2.7: little-endian, as x86 is. */
@@ -238,4 +239,30 @@ uint32_t virtq_chain_write(const struct virtq_chain *c, uint32_t off,
 		off = 0;
 	}
 	return done;
+}
+
+void virtq_save(const struct virtq *q, uint16_t held, struct virtq_state *st)
+{
+	*st = (struct virtq_state){
+		.desc = q->desc_gpa, .avail = q->avail_gpa, .used = q->used_gpa,
+		.size = q->size, .last_avail = (uint16_t)(q->last_avail - held),
+		.used_idx = q->used_idx, .ready = q->ready,
+	};
+}
+
+int virtq_restore(struct virtq *q, const struct virtq_state *st,
+		  const struct gmem *m)
+{
+	int r = 0;
+
+	virtq_reset(q);
+	q->desc_gpa = st->desc;
+	q->avail_gpa = st->avail;
+	q->used_gpa = st->used;
+	q->size = st->size;
+	if (st->ready && virtq_enable(q, m) != VIRTQ_OK)
+		r = -EINVAL;
+	q->last_avail = st->last_avail;
+	q->used_idx = st->used_idx;
+	return r;
 }

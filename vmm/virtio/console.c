@@ -1,4 +1,4 @@
-#include "vmm/virtio_console.h"
+#include "vmm/virtio/console.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "vmm/snapshot.h"
 
 #define CTRL_RX 2	/* device -> driver control messages */
 #define CTRL_TX 3	/* driver -> device control messages */
@@ -458,6 +457,18 @@ static void vcon_reset(struct virtio_mmio *t)
 	}
 }
 
+/* A receive buffer we took but did not fill goes back on a save: the
+ * driver has not reused it, it is the last one popped. */
+static uint16_t vcon_queue_held(const struct virtio_mmio *t, unsigned q)
+{
+	const struct vcon *c = t->dev;
+
+	for (unsigned i = 0; i < VCON_MAX_PORTS; i++)
+		if (rxq(i) == q)
+			return c->port[i].rx_busy ? 1 : 0;
+	return 0;
+}
+
 static const struct virtio_dev_ops vcon_ops = {
 	.name = "virtio-console",
 	.device_id = VIRTIO_ID_CONSOLE,
@@ -469,6 +480,7 @@ static const struct virtio_dev_ops vcon_ops = {
 	.config_read = vcon_config_read,
 	.queue_notify = vcon_notify,
 	.reset = vcon_reset,
+	.queue_held = vcon_queue_held,
 };
 
 int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
@@ -490,8 +502,11 @@ int vcon_init(struct vcon *c, const struct gmem *mem, uint64_t base,
 		close(c->kick_fd);
 		c->kick_fd = -1;
 		log_limit_destroy(&c->own_log);
+		return r;
 	}
-	return r;
+	/* The transport's guest errors and the device's: one budget. */
+	virtio_mmio_set_log_limit(&c->t, c->glog);
+	return 0;
 }
 
 void vcon_destroy(struct vcon *c)
@@ -510,6 +525,7 @@ void vcon_destroy(struct vcon *c)
 void vcon_set_log_limit(struct vcon *c, struct log_limit *l)
 {
 	c->glog = l ? l : &c->own_log;
+	virtio_mmio_set_log_limit(&c->t, c->glog);
 }
 
 int vcon_add_port(struct vcon *c, unsigned nr, const char *name, bool console,
@@ -644,37 +660,14 @@ void vcon_unlock(struct vcon *c)
 
 int vcon_save(const struct vcon *c, struct vcon_state *st)
 {
-	const struct virtio_mmio *t = &c->t;
-
 	if (c->ctrl_len)
 		return -EBUSY;
 	memset(st, 0, sizeof(*st));
-	st->status = t->status;
-	st->dev_feat_sel = t->dev_feat_sel;
-	st->drv_feat_sel = t->drv_feat_sel;
-	st->queue_sel = t->queue_sel;
-	st->int_status = t->int_status;
-	st->config_gen = t->config_gen;
-	st->drv_features = t->drv_features;
-	for (unsigned i = 0; i < NQUEUES; i++) {
-		const struct virtq *q = &t->vq[i];
-
-		st->vq[i] = (struct virtq_state){
-			.desc = q->desc_gpa, .avail = q->avail_gpa,
-			.used = q->used_gpa, .size = q->size,
-			.last_avail = q->last_avail, .used_idx = q->used_idx,
-			.ready = q->ready,
-		};
-	}
 	for (unsigned i = 0; i < VCON_MAX_PORTS; i++) {
 		const struct vcon_port *p = &c->port[i];
 
 		if (p->tx_busy)
 			return -EBUSY;	/* guest output on its way out */
-		/* A receive buffer we took but did not fill goes back: the
-		 * driver has not reused it, it is the last one popped. */
-		if (p->rx_busy)
-			st->vq[rxq(i)].last_avail--;
 		st->port[i].used = p->used;
 		st->port[i].console = p->console;
 		st->port[i].guest_ready = p->guest_ready;
@@ -751,26 +744,6 @@ int vcon_restore(struct vcon *c, const struct vcon_state *st)
 	int r = 0;
 
 	pthread_mutex_lock(&t->lock);
-	t->status = st->status;
-	t->dev_feat_sel = st->dev_feat_sel;
-	t->drv_feat_sel = st->drv_feat_sel;
-	t->queue_sel = st->queue_sel;
-	t->int_status = st->int_status;
-	t->config_gen = st->config_gen;
-	t->drv_features = st->drv_features;
-	for (unsigned i = 0; i < NQUEUES && r == 0; i++) {
-		struct virtq *q = &t->vq[i];
-
-		virtq_reset(q);
-		q->desc_gpa = st->vq[i].desc;
-		q->avail_gpa = st->vq[i].avail;
-		q->used_gpa = st->vq[i].used;
-		q->size = st->vq[i].size;
-		if (st->vq[i].ready && virtq_enable(q, t->mem) != VIRTQ_OK)
-			r = -EINVAL;
-		q->last_avail = st->vq[i].last_avail;
-		q->used_idx = st->vq[i].used_idx;
-	}
 	for (unsigned i = 0; i < VCON_MAX_PORTS && r == 0; i++) {
 		struct vcon_port *p = &c->port[i];
 

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "common/log.h"
-#include "vmm/virtio_mmio.h"
+#include "vmm/virtio/mmio.h"
 
 #define VCON_MAX_PORTS 16
 #define VCON_NAME_MAX 32
@@ -116,24 +116,37 @@ void vcon_process(struct vcon *c);
  * number of entries written (at most max). */
 int vcon_pollfds(struct vcon *c, struct pollfd *pfd, int max);
 
-struct vcon_state;
+/* The device's own part of a snapshot (its transport and queues save
+ * theirs: virtio_mmio_save). */
+struct vcon_state {
+	struct {
+		uint8_t used, console, guest_ready, guest_open;
+		uint16_t rows, cols;
+		char name[VCON_NAME_MAX];
+	} port[VCON_MAX_PORTS];
+	uint16_t cfg_rows, cfg_cols;
+	uint8_t device_ready, pad[3];
+};
+
 /* Snapshot support. The caller holds the device still with vcon_lock()
- * between vcon_save() and copying guest memory, so that no device write
- * lands in between. vcon_save returns 0, or -EBUSY when the device is
- * mid-transfer (try again after letting it run). */
+ * between vcon_save() (then virtio_mmio_save() of its transport) and
+ * copying guest memory, so that no device write lands in between.
+ * vcon_save returns 0, or -EBUSY when the device is mid-transfer (try
+ * again after letting it run). */
 void vcon_lock(struct vcon *c);
 void vcon_unlock(struct vcon *c);
 int vcon_save(const struct vcon *c, struct vcon_state *st);
 /* The caller waited long enough for vcon_save() to stop saying -EBUSY (a
  * guest can keep the device busy for ever). Lock held, vCPU paused.
  * Settles what can be settled without the restored guest seeing a device
- * other than the one it had (see the comment in virtio_console.c): 0 when
+ * other than the one it had (see the comment in console.c): 0 when
  * vcon_save() will now succeed, with what was given up said in why; or
  * -EBUSY when control messages a live driver never took remain, and why
  * says so: no saved state would be true, the caller ends the VM. */
 int vcon_settle(struct vcon *c, char *why, size_t len);
-/* Before the VM runs, with the same ports added (new host fds). 0, or
- * -EINVAL if the state does not fit this device or guest memory. */
+/* Before the VM runs, with the same ports added (new host fds), after
+ * virtio_mmio_restore() of its transport. 0, or -EINVAL if the state
+ * does not fit this device. */
 int vcon_restore(struct vcon *c, const struct vcon_state *st);
 
 #endif

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "vmm/gmem.h"
-#include "vmm/x86_emul.h"
+#include "vmm/x86/emul.h"
 
 #define PVM_CMDLINE                                                          \
 	"clearcpuid=xsave,cx16,smap,popcnt,ssse3,sse4_1,sse4_2,pclmulqdq,"    \
@@ -36,20 +36,20 @@ bool pvm_detect(void);
 void pvm_filter_cpuid(struct kvm_cpuid2 *cpuid);
 
 /* Counts of completed instructions, for the boot benchmark; faults: the
- * instructions that raised an exception instead (vmm/x86_emul.h). */
-struct x86_emul_stats {
+ * instructions that raised an exception instead (vmm/x86/emul.h). */
+struct pvm_emul_stats {
 	uint64_t int3, fwait, mxcsr, clac_stac, faults;
 };
 
 /* Complete the instruction that caused an emulation-failure exit as the
- * CPU would have run it (vmm/x86_emul.c): its effect, or the exception
+ * CPU would have run it (vmm/x86/emul.c): its effect, or the exception
  * it raises injected through KVM_SET_VCPU_EVENTS (with CR2 for #PF).
  * MXCSR is read and written in the XSAVE image (KVM_GET/SET_XSAVE).
  * 0: done, the vCPU can run on. -EOPNOTSUPP: not one we complete; -EFAULT:
  * its page tables or operand lie outside guest RAM (desc names the bytes
  * and RIP for both); other -errno: an ioctl failed. */
-int x86_complete_emulation(int vcpu_fd, struct kvm_run *run,
-			   const struct gmem *m, struct x86_emul_stats *st,
+int pvm_complete_emulation(int vcpu_fd, struct kvm_run *run,
+			   const struct gmem *m, struct pvm_emul_stats *st,
 			   char *desc, size_t desclen);
 
 #endif

@@ -4,7 +4,7 @@
  * KVM_TRANSLATE says where a page is but not what the guest may do with
  * it, which is the whole point here. Tables and data are reached through
  * gmem_ptr() alone. */
-#include "vmm/x86_emul.h"
+#include "vmm/x86/emul.h"
 
 #include <errno.h>
 #include <string.h>

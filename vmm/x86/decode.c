@@ -2,7 +2,7 @@
  * It says what it knows and nothing else: an encoding the SDM leaves open
  * (a mandatory-prefix slot filled, a register form) is UNKNOWN, so the VM
  * stops rather than be given the wrong instruction. */
-#include "vmm/x86_emul.h"
+#include "vmm/x86/emul.h"
 
 #include <string.h>
 

@@ -3,7 +3,7 @@
  * order of vol. 3, 6.9: decode faults (length, #UD, #NM) before the
  * faults of executing it (#SS/#GP of the address, #AC, #PF, then the
  * operand itself). */
-#include "vmm/x86_emul.h"
+#include "vmm/x86/emul.h"
 
 #include <errno.h>
 #include <string.h>

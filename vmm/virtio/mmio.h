@@ -8,7 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/virtq.h"
+#include "common/log.h"
+#include "vmm/bus.h"
+#include "vmm/virtio/virtq.h"
 
 #define VIRTIO_MMIO_SIZE 0x1000
 #define VIRTIO_MMIO_MAX_QUEUES 64
@@ -74,6 +76,9 @@ struct virtio_dev_ops {
 	void (*driver_ok)(struct virtio_mmio *t);
 	/* The driver reset the device (status 0) or the VMM did. */
 	void (*reset)(struct virtio_mmio *t);
+	/* For a save (may be NULL: none): how many chains the device holds
+	 * on queue q that it took but will not complete. */
+	uint16_t (*queue_held)(const struct virtio_mmio *t, unsigned q);
 };
 
 /* Raises an edge on the device's interrupt line. */
@@ -88,6 +93,8 @@ struct virtio_mmio {
 	uint32_t gsi;
 	virtio_irq_fn irq;
 	void *irq_opaque;
+	struct log_limit own_log;	/* glog unless the owner gives one */
+	struct log_limit *glog;		/* every line the guest can cause */
 
 	uint32_t status;
 	uint32_t dev_feat_sel, drv_feat_sel;
@@ -105,6 +112,10 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_dev_ops *ops,
 		     uint32_t gsi, virtio_irq_fn irq, void *irq_opaque);
 void virtio_mmio_destroy(struct virtio_mmio *t);
 
+/* Log the guest's mistakes through l (shared with the rest of its VM) in
+ * place of the transport's own limiter; NULL goes back to that one. */
+void virtio_mmio_set_log_limit(struct virtio_mmio *t, struct log_limit *l);
+
 /* Register access from a vCPU at offset off (relative to base). Reads of
  * unknown or misaligned registers return 0; writes to them are ignored
  * (logged, rate-limited). Takes the lock. */
@@ -112,6 +123,28 @@ void virtio_mmio_read(struct virtio_mmio *t, uint64_t off, void *data,
 		      uint32_t len);
 void virtio_mmio_write(struct virtio_mmio *t, uint64_t off, const void *data,
 		       uint32_t len);
+
+/* Answer the transport's register window [base, base + VIRTIO_MMIO_SIZE)
+ * on an MMIO bus. 0 or bus_register()'s -errno. */
+int virtio_mmio_register(struct virtio_mmio *t, struct bus *mmio);
+
+/* The transport's part of a snapshot: its registers. */
+struct virtio_mmio_state {
+	uint32_t status, dev_feat_sel, drv_feat_sel, queue_sel, int_status;
+	uint32_t config_gen;
+	uint64_t drv_features;
+};
+
+/* Lock held (the device still): the registers into st and the first nq
+ * queues into vq[] (virtq_save, with what the device holds given back).
+ * 0, or -EINVAL if the device has fewer queues. */
+int virtio_mmio_save(const struct virtio_mmio *t, struct virtio_mmio_state *st,
+		     struct virtq_state *vq, unsigned nq);
+/* Before the VM runs: the registers and nq queues back. 0, or -EINVAL if
+ * they do not fit this device or guest memory. Takes the lock. */
+int virtio_mmio_restore(struct virtio_mmio *t,
+			const struct virtio_mmio_state *st,
+			const struct virtq_state *vq, unsigned nq);
 
 /* Device side, lock held: set interrupt cause bits and raise the line. */
 void virtio_mmio_interrupt(struct virtio_mmio *t, uint32_t cause);
