@@ -85,16 +85,17 @@ const struct sandbox_rule vmm_manager_rules[] = {
 	PRCTL(PR_SET_NO_NEW_PRIVS, "children install their own filter"),
 	ALLOW(seccomp, "children stack their filter (libseccomp probes too)"),
 	ALLOW(prlimit64, "children: no core dumps (RLIMIT_CORE)"),
-	ALLOW(chdir, "a worker enters suspended/ before chroot"),
-	ALLOW(chroot, "a worker's jail: suspended/"),
+	ALLOW(chdir, "a worker enters its own vm/<uid>/ before chroot"),
+	ALLOW(chroot, "a worker's jail: its own vm/<uid>/"),
 	ALLOW(setgroups, "a worker drops root: no groups"),
-	ALLOW(setresgid, "a worker drops root: the clone group"),
-	ALLOW(setresuid, "a worker drops root: the clone user; seteuid(0) "
+	ALLOW(setresgid, "a worker drops root: a gid of its own"),
+	ALLOW(setresuid, "a worker drops root: a uid of its own; seteuid(0) "
 			 "fails after"),
 	ALLOW(setuid, "a worker checks setuid(0) fails after the drop"),
-	ALLOW(getuid, "a worker: already the clone user?"),
+	ALLOW(getuid, "a worker: already the uid it drops to?"),
 	ALLOW(geteuid, "a worker: chroot only as root"),
-	ALLOW(getgid, "a worker: already the clone group?"),
+	ALLOW(getgid, "a worker: already the gid it drops to?"),
+	ALLOW(getegid, "a kept suspended VM's files: given to our group"),
 	/* Files: /dev/kvm, /proc/self for workers; keys files; suspend and
 	 * resume files in a worker's jail; workers' directories and the
 	 * suspended VMs moved between them and suspended/ (jail_dir.c). */
