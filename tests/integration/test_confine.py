@@ -167,7 +167,8 @@ def stat_of(path):
 def test_workers_have_uids_and_directories_of_their_own(tmp):
     """Issue 9 item 3. alice's and bob's workers run as two different uids
     of [vm] worker_uids, each chrooted into its own vm/<uid> (0700, its
-    uid's), which the other cannot list; vm/ and suspended/ are root's.
+    uid's), which the other cannot list, and neither can signal the other
+    or the front-end; vm/ and suspended/ are root's.
     When alice's VM is suspended, her files are kept in suspended/alice,
     root's, and her worker's directory goes; her resume gets them back in
     a new worker's own directory, and her VM is as she left it."""
@@ -204,6 +205,14 @@ def test_workers_have_uids_and_directories_of_their_own(tmp):
         assert can_list(ua, da) and can_list(ub, db)
         assert not can_list(ua, db) and not can_list(ub, da)
         assert not can_list(pwd.getpwnam("clone").pw_uid, da)
+        # Nor may one signal the other or the front-end (the issue's
+        # measured attack: once all were the clone user, they could).
+        for u, pid in ((ua, wb), (ub, wa), (ua, s.proc.pid)):
+            p = subprocess.run(["setpriv", f"--reuid={u}", f"--regid={u}",
+                                "--clear-groups", "--", "kill", "-0",
+                                str(pid)], capture_output=True, text=True,
+                               timeout=30)
+            assert p.returncode != 0 and "not permitted" in p.stderr, p
 
         # alice's session ends: after detach_timeout her VM is suspended
         alice.kill()
