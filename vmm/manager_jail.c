@@ -41,7 +41,10 @@ void mjail_open(const char *state_dir, struct manager_jail *j,
 	j->vm_fd = own_dir(state_dir, "vm", vm_path, len);
 	j->susp_fd = own_dir(state_dir, "suspended", susp_path,
 			     sizeof(susp_path));
-	/* A VM they suspended and we kept is in suspended/. */
+	/* A VM they suspended and we kept is in suspended/. XXX one the
+	 * server was killed with between its worker's write and our move
+	 * (the few ms until the reap) is lost here: whose it was is only
+	 * known in memory. */
 	if ((r = jail_clear(j->vm_fd)) < 0)
 		log_warnx("%s: emptying it: %s", vm_path, strerror(-r));
 }
