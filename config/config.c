@@ -21,6 +21,12 @@
 #define DEF_KERNEL "build/guest/vmlinux"
 #define DEF_INITRD "build/guest/initramfs.cpio"
 #define DEF_USER "clone"
+/* Firecracker's jailer and systemd's DynamicUser pick uids far above
+ * useradd's (which stop at 60000): 65536 of them from 200000. */
+#define DEF_WORKER_UID_FIRST 200000u
+#define DEF_WORKER_UID_COUNT 65536u
+/* (uid_t)-1 means "no change" to setresuid(): never a worker's. */
+#define WORKER_UID_MAX 4294967294ul
 /* No 8192-bit DH for a client to pin the event loop with. */
 #define DEF_KEX "curve25519-sha256,curve25519-sha256@libssh.org"
 
@@ -36,6 +42,7 @@ enum key_type {
 	KEY_VCPUS,
 	KEY_STARTUPS, /* N or start:rate:full */
 	KEY_ALGOS, /* a comma-separated list of algorithm names */
+	KEY_UIDS, /* FIRST-LAST, a range of uids */
 };
 
 enum key_id {
@@ -65,6 +72,7 @@ enum key_id {
 	K_REAP_TIMEOUT,
 	K_USER,
 	K_ROOT,
+	K_WORKER_UIDS,
 	K_COUNT
 };
 
@@ -138,6 +146,8 @@ static const struct key keys[K_COUNT] = {
 			     F(vm.reap_timeout), 1, 31536000 },
 	[K_USER] = { "vm", "user", KEY_PATH, F(vm.user), 0, 0 },
 	[K_ROOT] = { "vm", "root", KEY_BOOL, F(vm.root), 0, 0 },
+	[K_WORKER_UIDS] = { "vm", "worker_uids", KEY_UIDS, 0, 1,
+			    WORKER_UID_MAX },
 };
 
 struct parser {
@@ -500,6 +510,35 @@ static bool algos_ok(const char *s)
 	return name;
 }
 
+/* "FIRST-LAST": uids FIRST to LAST, both included; never 0 (root) nor
+ * (uid_t)-1. */
+static int set_uids(struct parser *p, const struct key *k, const char *value)
+{
+	const char *dash = strchr(value, '-');
+	unsigned long v[2];
+	char num[2][16], q[80];
+
+	if (!dash || dash == value || (size_t)(dash - value) >= sizeof(num[0]) ||
+	    strlen(dash + 1) >= sizeof(num[1]))
+		goto bad;
+	memcpy(num[0], value, (size_t)(dash - value));
+	num[0][dash - value] = 0;
+	strcpy(num[1], dash + 1);
+	if (parse_num(num[0], k->min, k->max, &v[0]) != NUM_OK ||
+	    parse_num(num[1], k->min, k->max, &v[1]) != NUM_OK ||
+	    v[0] > v[1])
+		goto bad;
+	p->cfg->vm.worker_uid_first = (uint32_t)v[0];
+	p->cfg->vm.worker_uid_count = (uint32_t)(v[1] - v[0] + 1);
+	return 0;
+bad:
+	fail(p, p->line, -EINVAL,
+	     "%s: bad range '%s' (expected FIRST-LAST, uids %lu..%lu with "
+	     "FIRST <= LAST, e.g. 200000-265535)", k->name, SHOW(q, value),
+	     k->min, k->max);
+	return -EINVAL;
+}
+
 static int set_value(struct parser *p, const struct key *k, const char *value)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1" };
@@ -567,7 +606,8 @@ static int set_value(struct parser *p, const struct key *k, const char *value)
 		return set_listen(p, value);
 	case KEY_STARTUPS:
 		return set_startups(p, value);
-
+	case KEY_UIDS:
+		return set_uids(p, k, value);
 	case KEY_VCPUS:
 		/* XXX: the VMM runs a single vCPU; lift this with SMP. */
 		if (parse_num(value, k->min, k->max, &v) != NUM_OK) {
@@ -688,6 +728,16 @@ static void finish(struct parser *p)
 		fail(p, p->seen[K_USER], -EINVAL,
 		     "user: not a user name (letters, digits, '_', '-'; "
 		     "at most 32)");
+	/* A worker's uid is free again only once it is reaped, and the
+	 * manager keeps at most max_vms workers (ending ones included). */
+	if (cfg->vm.worker_uid_count < cfg->vm.max_vms) {
+		line = p->seen[K_WORKER_UIDS] ? p->seen[K_WORKER_UIDS] :
+						p->seen[K_MAX_VMS];
+		fail(p, line, -EINVAL,
+		     "worker_uids: %u uids, fewer than max_vms (%u): every "
+		     "VM worker needs one of its own",
+		     (unsigned)cfg->vm.worker_uid_count, cfg->vm.max_vms);
+	}
 	if (cfg->vm.reap_timeout < cfg->vm.detach_timeout) {
 		line = p->seen[K_REAP_TIMEOUT] ? p->seen[K_REAP_TIMEOUT] :
 						 p->seen[K_DETACH_TIMEOUT];
@@ -729,6 +779,8 @@ int cfg_defaults(struct cfg *cfg)
 	cfg->vm.reap_timeout = 86400;
 	cfg->vm.user = strdup(DEF_USER);
 	cfg->vm.root = false;
+	cfg->vm.worker_uid_first = DEF_WORKER_UID_FIRST;
+	cfg->vm.worker_uid_count = DEF_WORKER_UID_COUNT;
 	if (!cfg->server.listen_host || !cfg->server.state_dir ||
 	    !cfg->server.host_key || !cfg->server.authorized_keys ||
 	    !cfg->server.kex_algorithms || !cfg->template.kernel || !cfg->template.initrd ||

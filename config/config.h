@@ -45,8 +45,13 @@ struct cfg {
 		unsigned max_vms;
 		unsigned detach_timeout; /* seconds */
 		unsigned reap_timeout; /* seconds */
-		char *user; /* workers and front-end run as this user */
+		char *user; /* the front-end runs as this user */
 		bool root; /* the user is uid 0 in their own VM */
+		/* each VM worker runs as a uid (and gid) of its own from
+		 * [worker_uid_first, worker_uid_first + worker_uid_count);
+		 * at least max_vms of them. Whether any account uses one is
+		 * checked at start, not here (vmm/jail_uids.h). */
+		uint32_t worker_uid_first, worker_uid_count;
 	} vm;
 };
 

@@ -3,20 +3,19 @@
  * (frontend_confine() in server.c). It is the process every network client
  * talks to before authenticating; anything not below kills it.
  *
- * No entry allows exec, new processes, new sockets other than accepted
- * connections, ptrace or reading other processes' memory, new executable
- * memory, or ioctls; signals go only to workers, only SIGKILL (no fcntl
- * that would aim SIGIO anywhere). Files: only through the directories it
- * was given. */
+ * No entry allows exec, new processes, signals to other processes, new
+ * sockets other than accepted connections, ptrace or reading other
+ * processes' memory, new executable memory, ioctls, or an fcntl that
+ * would aim SIGIO anywhere. Files: only the status table, through the
+ * run/ fd it was given; suspended VMs are the manager's to move and
+ * remove, and workers the manager's to kill. */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/mman.h>
 
 #include "sshd/server.h"
 
 #define ALLOW SANDBOX_ALLOW
-#define ALLOW1 SANDBOX_ALLOW1
 
 const struct sandbox_rule sshd_frontend_rules[] = {
 	/* Network and the sockets to workers, manager and keys monitor. */
@@ -41,11 +40,9 @@ const struct sandbox_rule sshd_frontend_rules[] = {
 	ALLOW(getsockopt, "libssh: pending socket errors"),
 	ALLOW(getsockname, "libssh: the local address of a connection"),
 	ALLOW(getpeername, "libssh: the client's address for log lines"),
-	/* Files: the status table in run/, suspended VMs' directories. */
+	/* Files: the status table in run/. */
 	ALLOW(openat, "run/status.tmp (relative to a directory fd)"),
 	ALLOW(renameat, "run/status.tmp to run/status"),
-	ALLOW(mkdirat, "suspended/<user> for a worker to write in"),
-	ALLOW(unlinkat, "suspended/<user> of a VM that is gone"),
 	ALLOW(fstat, "stdio buffers"),
 	ALLOW(newfstatat, "glibc's fstat() on recent versions"),
 	ALLOW(lseek, "stdio on the status file"),
@@ -56,11 +53,8 @@ const struct sandbox_rule sshd_frontend_rules[] = {
 	ALLOW(clock_gettime, "timeouts when the vDSO cannot answer"),
 	ALLOW(gettimeofday, "timestamps when the vDSO cannot answer"),
 	ALLOW(futex, "OpenSSL's locks"),
-	/* Workers (same user): only ever killed, when they do not stop. */
-	ALLOW1(kill, SANDBOX_ARG(1, SCMP_CMP_EQ, SIGKILL, 0),
-	       "SIGKILL a worker that does not stop (worker_destroy)"),
-	ALLOW(wait4, "worker_destroy: waitpid (workers are not ours: ECHILD)"),
-	ALLOW(clock_nanosleep, "worker_destroy: waiting for a worker"),
+	/* Time. */
+	ALLOW(clock_nanosleep, "the event loop backs off when out of memory"),
 	ALLOW(nanosleep, "usleep() on older glibc"),
 	ALLOW(getpid, "log lines"),
 	ALLOW(rt_sigaction, "SIGTERM handling"),

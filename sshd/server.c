@@ -131,8 +131,7 @@ static struct {
 	bool keys_asked;	/* the manager is starting one */
 	time_t keys_asked_at;
 	struct admit_signups signups;	/* the last hour's */
-	struct worker_jail jail;	/* the clone user, suspended/ */
-	int susp_fd;		/* <state_dir>/suspended, opened as root */
+	struct worker_jail jail;	/* the clone user: the front-end's */
 	int run_fd;		/* <state_dir>/run: the status table */
 	struct conn *conns[MAX_CONNS];
 	struct uvm *users[MAX_USERS];
@@ -306,7 +305,7 @@ static int mgr_start(void)
 	int r;
 
 	hooks.arg = S.cfg;
-	r = manager_start(S.cfg, &S.jail, &hooks, &MG);
+	r = manager_start(S.cfg, &hooks, &MG);
 
 	if (r == 0) {
 		S.mgr = MG.sock;
@@ -506,7 +505,13 @@ static void uvm_end(struct uvm *u, const char *why)
 	worker_let_go(&u->w);
 	u->state = U_FREE;
 	for_each_chan(u, end_chan_cb, msg);
-	sdir_suspend_remove(S.susp_fd, u->user);
+	/* A suspended copy is dropped with the VM: a restart must not bring
+	 * back a state older than the one lost. The manager alone may touch
+	 * suspended/. */
+	if (manager_drop(&MG, u->user) < 0)
+		log_warnx("vm %s: asking the manager to drop its suspended "
+			  "copy failed", u->user);
+	mgr_watch();
 }
 
 static void uvm_lost(struct uvm *u, const char *why)
@@ -539,10 +544,14 @@ static int vm_send(struct uvm *u, const struct worker_msg *m)
 	return r;
 }
 
+static void on_stashed(const struct worker_msg *m);
+static void on_unstashed(const struct worker_msg *m);
+
 static int manager_event(socket_t fd, int revents, void *userdata)
 {
 	struct worker_msg m;
 	struct uvm *vm = S.wait_head;
+	char home[64];
 	int wfd = -1, r;
 
 	(void)userdata;
@@ -573,6 +582,12 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 	case MGR_KEYS_READY:
 		keys_ready(wfd);
 		return 0;
+	case MGR_STASHED:
+		on_stashed(&m);
+		return 0;
+	case MGR_UNSTASHED:
+		on_unstashed(&m);
+		return 0;
 	default:		/* MGR_GONE: manager_ending() counts it no more */
 		return 0;
 	}
@@ -595,26 +610,27 @@ static int manager_event(socket_t fd, int revents, void *userdata)
 	worker_adopt(&vm->w, (pid_t)m.a, wfd);
 	ev_add(wfd, POLLIN, worker_event, vm);
 	memset(&m, 0, sizeof(m));
-	if (vm->resume) {
-		m.type = WORKER_GO_RESUME;	/* from suspended/<user> */
-		snprintf(m.text, sizeof(m.text), "%s", vm->user);
-	} else {
-		char home[64];
-
-		m.type = WORKER_GO;
-		snprintf(home, sizeof(home), "/home/%s", vm->user);
-		/* root = yes: uid 0, but the same name and home, so that
-		 * the key changes who the user is, not where things are. */
-		if (vm_identity_make(&m.id, vm->user,
-				     S.cfg->vm.root ? 0 : GUEST_UID, home,
-				     vm->user) < 0) {
-			uvm_lost(vm, "could not be given an identity");
-			return 0;
-		}
-	}
 	vm->state = U_STARTING;
 	vm->started = time(NULL);
 	vm->priv_kib = -1;
+	if (vm->resume) {
+		/* Its suspended VM goes into the worker's own directory
+		 * first; GO_RESUME once the manager says it is there
+		 * (on_unstashed()). */
+		if (manager_unstash(&MG, vm->w.pid, vm->user) < 0)
+			uvm_lost(vm, "could not be resumed");
+		mgr_watch();
+		return 0;
+	}
+	m.type = WORKER_GO;
+	snprintf(home, sizeof(home), "/home/%s", vm->user);
+	/* root = yes: uid 0, but the same name and home, so that the key
+	 * changes who the user is, not where things are. */
+	if (vm_identity_make(&m.id, vm->user, S.cfg->vm.root ? 0 : GUEST_UID,
+			     home, vm->user) < 0) {
+		uvm_lost(vm, "could not be given an identity");
+		return 0;
+	}
 	vm_send(vm, &m);
 	sodium_memzero(&m, sizeof(m));
 	return 0;
@@ -651,8 +667,8 @@ static void on_started(struct uvm *u, const struct worker_msg *m)
 		u->w.term_fd = -1;
 	}
 	u->state = U_RUNNING;
-	if (u->resume)
-		sdir_suspend_remove(S.susp_fd, u->user);
+	/* A resumed VM's copy on disk went into its worker's directory
+	 * (MGR_UNSTASH), which goes with the worker: nothing to drop. */
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	log_info("vm %s: %s in %.1f ms", u->user,
 		 u->resume ? "resumed" : "cloned",
@@ -710,14 +726,53 @@ static void on_session_exit(struct uvm *u, const struct worker_msg *m)
 	}
 }
 
+/* The worker wrote its VM into its own directory and exits. Once it is
+ * reaped, the manager keeps the files in suspended/<user> (MGR_STASH,
+ * before MGR_END); the VM is U_SUSPENDED only then (on_stashed()), so
+ * that a resume never asks for files still on their way, and a stop
+ * waits for them. */
 static void on_suspended(struct uvm *u, const struct worker_msg *m)
 {
+	int r;
+
 	log_info("vm %s: suspended to disk (%llu pages)", u->user,
 		 (unsigned long long)m->a);
+	r = manager_stash(&MG, u->w.pid, u->user);
 	worker_let_go(&u->w);	/* it exits by itself */
+	if (r < 0)
+		uvm_lost(u, "could not be suspended");
+}
+
+static void on_stashed(const struct worker_msg *m)
+{
+	struct uvm *u = uvm_find(m->text, false);
+
+	if (!u || u->state != U_SUSPENDING)
+		return;		/* lost meanwhile: MGR_DROP follows */
+	if ((int64_t)m->b < 0) {
+		uvm_lost(u, "could not be suspended");
+		return;
+	}
 	u->state = U_SUSPENDED;
 	if (u->refs > 0)	/* someone came back meanwhile */
 		uvm_want(u);
+}
+
+/* The suspended VM is in the worker's directory: it may resume. */
+static void on_unstashed(const struct worker_msg *m)
+{
+	struct worker_msg go = { .type = WORKER_GO_RESUME };
+	struct uvm *u = uvm_find(m->text, false);
+
+	if (!u || u->state != U_STARTING || !u->resume ||
+	    u->w.pid != (pid_t)m->a)
+		return;		/* that worker is gone already */
+	if ((int64_t)m->b < 0) {
+		uvm_lost(u, "could not be resumed");
+		return;
+	}
+	snprintf(go.text, sizeof(go.text), "%s", u->user);
+	vm_send(u, &go);
 }
 
 static void on_exited(struct uvm *u, const struct worker_msg *m)
@@ -1967,8 +2022,8 @@ static void tick(void)
 		if (u->state == U_RUNNING &&
 		    (now - u->detached >= S.cfg->vm.detach_timeout ||
 		     S.stopping)) {
-			/* suspended/<user>, where the worker is chrooted */
-			mkdirat(S.susp_fd, u->user, 0700);
+			/* into its own directory (the text names the user);
+			 * the manager keeps it once the worker is gone */
 			snprintf(m.text, sizeof(m.text), "%s", u->user);
 			u->state = U_SUSPENDING;
 			log_info("vm %s: suspending", u->user);
@@ -2001,13 +2056,15 @@ static void on_signal(int sig)
 	S.stop = 1;
 }
 
-/* Who the workers and the front-end become: [vm] user. Not being root
- * (a developer's own account in the kvm group), we stay who we are. */
-static void jail_init(void)
+/* Who the front-end becomes: [vm] user; and the uids the workers get,
+ * which no account may have. Not being root (a developer's own account
+ * in the kvm group), we and the workers stay who we are. Returns an fd
+ * of suspended/, for sdir_load_suspended() while we are still root; the
+ * front-end keeps none (the manager alone touches suspended/). */
+static int jail_init(void)
 {
-	static char root[4096];
 	char err[512];
-	int r;
+	int r, susp_fd = -1;
 
 	if (geteuid() != 0) {
 		S.jail.uid = getuid();
@@ -2028,14 +2085,20 @@ static void jail_init(void)
 		if (S.jail.uid == 0 || S.jail.gid == 0)
 			fatalx("[vm] user %s: must not be root (uid/gid 0)",
 			       S.cfg->vm.user);
+		/* [vm] user among them is caught here too: it is in
+		 * /etc/passwd. */
+		if (jail_uids_check("/etc/passwd", "/etc/group",
+				    S.cfg->vm.worker_uid_first,
+				    S.cfg->vm.worker_uid_count, err,
+				    sizeof(err)) < 0)
+			fatalx("%s", err);
 	}
-	/* suspended/ and run/ are opened now, while we are root, so that
-	 * the unprivileged processes need no path above them. */
+	/* run/ is opened now, while we are root, so that the front-end
+	 * needs no path above it. */
 	if (sdir_setup(S.cfg->server.state_dir, S.jail.uid, S.jail.gid,
-		       &S.susp_fd, &S.run_fd, err, sizeof(err)) < 0)
+		       &susp_fd, &S.run_fd, err, sizeof(err)) < 0)
 		fatalx("%s", err);
-	snprintf(root, sizeof(root), "%s/suspended", S.cfg->server.state_dir);
-	S.jail.root = root;
+	return susp_fd;
 }
 
 /* The front-end has its socket and its host key: from here on it is the
@@ -2085,12 +2148,12 @@ int sshd_serve(struct cfg *cfg)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct rlimit rl;
-	int r = 1, port = cfg->server.listen_port;
+	int r = 1, port = cfg->server.listen_port, susp_fd;
 	time_t last = 0, stop_at = 0;
 	char err[512];
 
 	S.cfg = cfg;
-	S.mgr = S.susp_fd = S.run_fd = -1;
+	S.mgr = S.run_fd = -1;
 	keys_client_init(&S.kc);
 	signal(SIGPIPE, SIG_IGN);
 	/* A few fds per connection and per session: use what we may, up to
@@ -2099,7 +2162,7 @@ int sshd_serve(struct cfg *cfg)
 		rl.rlim_cur = rl.rlim_max < EV_MAX_FD ? rl.rlim_max : EV_MAX_FD;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	jail_init();
+	susp_fd = jail_init();
 	if (sdir_host_key(cfg->server.host_key, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	if (mgr_start() < 0)
@@ -2123,8 +2186,8 @@ int sshd_serve(struct cfg *cfg)
 	ev_add(ssh_bind_get_fd(S.bind), POLLIN, accept_event,
 			 NULL);
 	ev_add(S.mgr, POLLIN, manager_event, NULL);
-	sdir_load_suspended(S.susp_fd, S.jail.uid, S.jail.gid, suspended_found,
-			    NULL);
+	sdir_load_suspended(susp_fd, suspended_found, NULL);
+	close(susp_fd);		/* the manager's alone from here on */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

@@ -1,12 +1,13 @@
 /* <state_dir> and the host key on disk, for the parts of `clone serve`
- * that run as root. state_dir, templates/ and the host key are root's.
- * suspended/ belongs to the clone user: the workers write suspended VMs
- * there, so a process of that user (a worker taken over by its guest, the
- * front-end taken over by a client) may have planted anything in it. Root
- * therefore never resolves a path through it: every name below suspended/
- * is opened one component at a time, refusing symbolic links (openat2
- * RESOLVE_NO_SYMLINKS), checked for its type, and then acted on through
- * the fd that was checked (fchownat AT_EMPTY_PATH), never by name again. */
+ * that run as root. state_dir, templates/, suspended/, vm/ and the host
+ * key are root's. What lies in suspended/ was written by VM workers (a
+ * worker taken over by its guest may have written anything into its own
+ * directory before the manager moved it here), and by the clone user in
+ * an older layout where suspended/ was its. Root therefore never resolves
+ * a path through it: every name below suspended/ is opened one component
+ * at a time, refusing symbolic links (openat2 RESOLVE_NO_SYMLINKS),
+ * checked for its type, and then acted on through the fd that was checked
+ * (fchownat AT_EMPTY_PATH), never by name again. */
 #include "sshd/state_dir.h"
 
 #include <dirent.h>
@@ -32,17 +33,26 @@ struct folder {
 	const char *name;
 	mode_t mode;
 	bool clone_user;	/* owned by the clone user, else by us (root) */
+	bool nofollow;		/* never a link: it holds users' VMs */
 };
 
 /* state_dir itself is 0700: nobody but root needs to pass through it.
- * Workers enter suspended/ by path while still root (chdir, chroot, then
- * drop: vmm/worker.c confine()), and the front-end reaches suspended/ and
- * run/ through fds opened here before it drops. 0711 would only let other
- * users reach run/status (`clone status` not as root) and probe names. */
-static const struct folder folders[] = {
-	{ "templates", 0700, false },	/* template snapshots, guest RAM */
-	{ "suspended", 0700, true },	/* workers write suspended VMs */
-	{ "run", 0755, true },		/* the status table */
+ * Workers enter their own vm/<uid>/ by path while still root (chdir,
+ * chroot, then drop: vmm/worker_proc.c confine()), so vm/ is 0700 too:
+ * no worker ever looks a name up above its own root. The front-end
+ * reaches run/ through an fd opened here before it drops. 0711 would only
+ * let other users reach run/status (`clone status` not as root) and probe
+ * names. */
+enum { F_TEMPLATES, F_SUSPENDED, F_VM, F_RUN, F_COUNT };
+static const struct folder folders[F_COUNT] = {
+	/* template snapshots, guest RAM */
+	[F_TEMPLATES] = { "templates", 0700, false, false },
+	/* suspended VMs, moved here by the manager */
+	[F_SUSPENDED] = { "suspended", 0700, false, true },
+	/* each VM worker's own directory */
+	[F_VM] = { "vm", 0700, false, true },
+	/* the status table */
+	[F_RUN] = { "run", 0755, true, true },
 };
 
 /* Why fd (path) cannot be used, or 0; else make its mode and owner what
@@ -110,10 +120,11 @@ static int open_folder(int sfd, const char *state_dir,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
-	/* A folder given to the clone user is never a link: its target would
-	 * be chowned to that user. templates/ stays root's: a link there was
-	 * made by root (the tests share one template cache that way). */
-	if (f->clone_user)
+	/* A folder given to the clone user, or holding users' VMs, is never
+	 * a link: its target would be chowned to that user, or get them.
+	 * templates/ may be: a link there was made by root (the tests share
+	 * one template cache that way). */
+	if (f->nofollow)
 		flags |= O_NOFOLLOW;
 	fd = openat(sfd, f->name, flags);
 	if (fd < 0)
@@ -130,7 +141,7 @@ static int open_folder(int sfd, const char *state_dir,
 int sdir_setup(const char *state_dir, uid_t uid, gid_t gid, int *susp_fd,
 	       int *run_fd, char *err, size_t errlen)
 {
-	int fds[3] = { -1, -1, -1 };
+	int fds[F_COUNT] = { -1, -1, -1, -1 };
 	int sfd, r = 0;
 	bool fresh = mkdir(state_dir, 0700) == 0;
 
@@ -145,23 +156,21 @@ int sdir_setup(const char *state_dir, uid_t uid, gid_t gid, int *susp_fd,
 				      err, errlen);
 	r = fix_dir(sfd, state_dir, 0700, geteuid(), getegid(), fresh, err,
 		    errlen);
-	for (int i = 0; r == 0 && i < 3; i++) {
+	for (int i = 0; r == 0 && i < F_COUNT; i++) {
 		fds[i] = open_folder(sfd, state_dir, &folders[i], uid, gid,
 				     err, errlen);
 		if (fds[i] < 0)
 			r = fds[i];
 	}
 	close(sfd);
-	if (fds[0] >= 0)	/* templates/: template_open() has its path */
-		close(fds[0]);
-	if (r < 0) {
-		for (int i = 1; i < 3; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
+	/* templates/ and vm/: the manager opens them by path */
+	for (int i = 0; i < F_COUNT; i++)
+		if (fds[i] >= 0 && (r < 0 || i == F_TEMPLATES || i == F_VM))
+			close(fds[i]);
+	if (r < 0)
 		return r;
-	}
-	*susp_fd = fds[1];
-	*run_fd = fds[2];
+	*susp_fd = fds[F_SUSPENDED];
+	*run_fd = fds[F_RUN];
 	return 0;
 }
 
@@ -271,7 +280,7 @@ int sdir_host_key(const char *path, char *err, size_t errlen)
 	return key_create(path, err, errlen);
 }
 
-/* ---- suspended/, written by the clone user ------------------------------- */
+/* ---- suspended/, written by workers ------------------------------------- */
 
 /* name, one component, in dfd, without following any symbolic link
  * (openat2 says ELOOP for one). fd or -errno. */
@@ -344,9 +353,10 @@ static int own_suspended(int susp_fd, const char *user, uid_t uid,
 		if (r == -ENOENT && i == 1)
 			r = 0;	/* a VM with no pages of its own */
 	}
-	/* Written by an earlier run, perhaps as another user: the worker
-	 * that resumes it runs as the clone user. Nothing is chowned until
-	 * every part has been checked. */
+	/* Written by an earlier run, perhaps as another user (the clone
+	 * user, or a worker's uid): suspended/ holds root's files only, and
+	 * the manager gives them to the worker that resumes the VM. Nothing
+	 * is chowned until every part has been checked. */
 	for (int i = 0; r >= 0 && i < 3; i++)
 		if (fd[i] >= 0 && fchownat(fd[i], "", uid, gid,
 					   AT_EMPTY_PATH) < 0) {
@@ -360,7 +370,7 @@ static int own_suspended(int susp_fd, const char *user, uid_t uid,
 	return r < 0 ? r : 0;
 }
 
-void sdir_load_suspended(int susp_fd, uid_t uid, gid_t gid,
+void sdir_load_suspended(int susp_fd,
 			 void (*found)(const char *user, void *arg),
 			 void *arg)
 {
@@ -377,32 +387,8 @@ void sdir_load_suspended(int susp_fd, uid_t uid, gid_t gid,
 	}
 	while ((e = readdir(d)))
 		if (sshd_valid_user(e->d_name) &&
-		    own_suspended(susp_fd, e->d_name, uid, gid) == 0)
+		    own_suspended(susp_fd, e->d_name, geteuid(), getegid()) ==
+			    0)
 			found(e->d_name, arg);
 	closedir(d);
-}
-
-/* A suspended VM's copy on disk is dropped once the VM runs again (its
- * pages are in the worker's memory by then) or is gone: a restart after a
- * crash must not bring back a state older than the one lost with it.
- * This runs in the confined front-end, whose filter has openat but not
- * openat2: O_NOFOLLOW on the one component is what keeps the unlinks in
- * suspended/<user>, whatever is planted there. */
-void sdir_suspend_remove(int susp_fd, const char *user)
-{
-	struct stat st;
-	int fd;
-
-	if (!sshd_valid_user(user))
-		return;
-	fd = openat(susp_fd, user,
-		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return;		/* none, or a link: nothing of ours */
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-		unlinkat(fd, "state", 0);
-		unlinkat(fd, "pages", 0);
-	}
-	close(fd);
-	unlinkat(susp_fd, user, AT_REMOVEDIR);
 }

@@ -1,8 +1,10 @@
 /* <state_dir> and the host key on disk, as the root parts of `clone serve`
- * see them: state_dir itself, templates/ and the host key are root's;
- * suspended/ (where workers write suspended VMs) and run/ (the status
- * table) belong to the clone user, so everything found in them is treated
- * as written by a hostile process. */
+ * see them: state_dir itself, templates/, suspended/ (suspended VMs), vm/
+ * (each VM worker's own directory: vmm/jail_dir.h) and the host key are
+ * root's; run/ (the status table) belongs to the clone user. What is in
+ * suspended/ was written by workers (and, before this layout, by the
+ * clone user), so everything found there is treated as written by a
+ * hostile process. */
 #ifndef SSHD_STATE_DIR_H
 #define SSHD_STATE_DIR_H
 
@@ -10,11 +12,12 @@
 #include <sys/types.h>
 
 /* Make state_dir and its folders, or check and fix the ones there (mode
- * and owner; a log line for each fixed): state_dir and templates/ ours,
- * 0700; suspended/ (0700) and run/ (0755) given to uid:gid, the clone
- * user. A state_dir, suspended/ or run/ that is a symbolic link or not a
- * directory is refused. 0 with *susp_fd and *run_fd open (the caller
- * closes them), or -errno with both -1 and err saying "PATH: reason". */
+ * and owner; a log line for each fixed): state_dir, templates/,
+ * suspended/ and vm/ ours, 0700; run/ (0755) given to uid:gid, the clone
+ * user. A state_dir, suspended/, vm/ or run/ that is a symbolic link or
+ * not a directory is refused. 0 with *susp_fd and *run_fd open (the
+ * caller closes them), or -errno with both -1 and err saying "PATH:
+ * reason". */
 int sdir_setup(const char *state_dir, uid_t uid, gid_t gid, int *susp_fd,
 	       int *run_fd, char *err, size_t errlen);
 
@@ -27,16 +30,12 @@ int sdir_host_key(const char *path, char *err, size_t errlen);
 /* Every VM an earlier run left suspended under susp_fd
  * (suspended/<user>/state): if its directory is a real one and its state
  * and pages regular files with one link each (found without following any
- * symbolic link), they are given to uid:gid, for the worker that resumes
- * it, and found(user, arg) is called; anything else is logged and left
- * alone. Run as root, before the front-end drops. */
-void sdir_load_suspended(int susp_fd, uid_t uid, gid_t gid,
+ * symbolic link), they are given to us (root: an older layout left them
+ * to the clone user) and found(user, arg) is called; anything else is
+ * logged and left alone. Run as root, before the front-end drops; the
+ * manager moves them for the worker that resumes one. */
+void sdir_load_suspended(int susp_fd,
 			 void (*found)(const char *user, void *arg),
 			 void *arg);
-
-/* Remove suspended/<user> (the VM runs again or is gone), and nothing
- * outside it whatever was planted there. Safe in the confined front-end:
- * only openat, fstat, unlinkat and close. */
-void sdir_suspend_remove(int susp_fd, const char *user);
 
 #endif

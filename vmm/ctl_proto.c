@@ -48,6 +48,9 @@ static const struct ctl_rule to_manager[] = {
 	{ MGR_SPAWN, 0, 0, 0, CTL_ANY, 0 },
 	{ MGR_END, CTL_P_A, 0, 0, CTL_ANY, 0 },
 	{ MGR_KEYS, 0, 0, 0, CTL_ANY, 0 },
+	{ MGR_STASH, CTL_P_A | CTL_P_TEXT, 0, 0, CTL_ANY, 0 },
+	{ MGR_UNSTASH, CTL_P_A | CTL_P_TEXT, 0, 0, CTL_ANY, 0 },
+	{ MGR_DROP, CTL_P_TEXT, 0, 0, CTL_ANY, 0 },
 };
 
 static const struct ctl_rule from_manager[] = {
@@ -56,6 +59,10 @@ static const struct ctl_rule from_manager[] = {
 	{ MGR_KEYS_READY, CTL_P_A, 1, 1, CTL_ANY, MGR_KEYS },
 	{ MGR_FAILED, CTL_P_A | CTL_P_B | CTL_P_TEXT, 0, 0, CTL_ANY,
 	  MGR_FAILED },
+	{ MGR_STASHED, CTL_P_A | CTL_P_B | CTL_P_TEXT, 0, 0, CTL_ANY,
+	  MGR_STASH },
+	{ MGR_UNSTASHED, CTL_P_A | CTL_P_B | CTL_P_TEXT, 0, 0, CTL_ANY,
+	  MGR_UNSTASH },
 };
 
 #undef S
@@ -104,7 +111,9 @@ const char *ctl_type_name(uint32_t type)
 		[MGR_SPAWN] = "MGR_SPAWN", [MGR_WORKER] = "MGR_WORKER",
 		[MGR_END] = "MGR_END", [MGR_GONE] = "MGR_GONE",
 		[MGR_KEYS] = "MGR_KEYS", [MGR_KEYS_READY] = "MGR_KEYS_READY",
-		[MGR_FAILED] = "MGR_FAILED",
+		[MGR_FAILED] = "MGR_FAILED", [MGR_STASH] = "MGR_STASH",
+		[MGR_STASHED] = "MGR_STASHED", [MGR_UNSTASH] = "MGR_UNSTASH",
+		[MGR_UNSTASHED] = "MGR_UNSTASHED", [MGR_DROP] = "MGR_DROP",
 	};
 
 	return type < CTL_TYPE_MAX && name[type] ? name[type] : "unknown";

@@ -35,10 +35,13 @@ enum worker_msg_type {
 	WORKER_PAUSED,		/* worker: stopped */
 	WORKER_RESUME,		/* parent: run again */
 	WORKER_RESUMED,		/* worker: running (a = vCPU back in KVM_RUN) */
-	WORKER_SUSPEND,		/* parent: to disk, into directory text */
+	WORKER_SUSPEND,		/* parent: to disk, into directory text (a
+				 * jailed worker: its own; text names the
+				 * user) */
 	WORKER_SUSPENDED,	/* worker: written (a = pages); it then exits */
 	WORKER_GO_RESUME,	/* parent: instead of go, resume from directory
-				 * text (a VM suspended from this template) */
+				 * text (a VM suspended from this template; a
+				 * jailed worker: its own, text the user) */
 	WORKER_SESSION_OPEN,	/* parent: spawn (a = session id) */
 	WORKER_SESSION_OPENED,	/* worker: a = session id, b = 0 or -errno;
 				 * fds: stdout (or terminal), stderr, stdin;
@@ -61,6 +64,17 @@ enum worker_msg_type {
 	MGR_KEYS_READY,		/* manager: a = pid; fd: its socket */
 	MGR_FAILED,		/* manager: a = the request type (b = the pid,
 				 * for MGR_END); text */
+	MGR_STASH,		/* front-end: a = pid, text = user: once that
+				 * worker is reaped, keep the VM it suspended
+				 * as user's (sent before its MGR_END) */
+	MGR_STASHED,		/* manager: a = pid, b = 0 or -errno, text =
+				 * user: kept in suspended/<user>, or not */
+	MGR_UNSTASH,		/* front-end: a = pid, text = user: give user's
+				 * suspended VM to that (idle) worker */
+	MGR_UNSTASHED,		/* manager: a = pid, b = 0 or -errno, text =
+				 * user: in the worker's directory, or not */
+	MGR_DROP,		/* front-end: text = user: that suspended VM
+				 * is gone (no answer) */
 	CTL_TYPE_MAX
 };
 

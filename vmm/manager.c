@@ -2,8 +2,8 @@
  * socket, SIGCHLD through a signalfd, the control sockets of workers still
  * restoring, and the deadlines of workers asked to end. It trusts nothing
  * the front-end says (the front-end talks to the network): a pid to end
- * must be one of its own workers, and requests beyond its caps are
- * refused. */
+ * or to move files for must be one of its own workers, user names are
+ * checked again, and requests beyond its caps are refused. */
 #include "vmm/manager.h"
 
 #include <errno.h>
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "vmm/manager_jail.h"
 
 #define SPAWN_TIMEOUT_MS 60000	/* a restore takes milliseconds */
 
@@ -35,6 +36,7 @@ struct mworker {
 	unsigned req;		/* M_FORKING: the request it answers */
 	bool handed;		/* the front-end has it: MGR_GONE is news */
 	bool reaped;		/* waited for: its pid is nobody's now */
+	struct mjail jail;	/* its uid and directory */
 };
 
 /* A spawn request, answered in the order asked. */
@@ -49,7 +51,8 @@ struct mreq {
 static struct {
 	int sock;
 	const struct template *t;
-	const struct worker_jail *jail;
+	const struct manager_jail *jail;
+	struct jail_uids uids;
 	const struct manager_hooks *hooks;
 	unsigned max_vms;
 	struct ctl_queue out;
@@ -122,6 +125,46 @@ static void req_fail(unsigned i, const char *why)
 	q->done = true;
 }
 
+/* Its control socket is no longer ours to hold. */
+static void let_go(struct mworker *mw)
+{
+	if (!mw->w)
+		return;
+	worker_close(mw->w);
+	worker_init(mw->w);
+	mw->w = NULL;
+}
+
+/* Reaped (or never forked): its directory and uid can be another's. */
+static void slot_free(struct mworker *mw)
+{
+	let_go(mw);
+	mjail_release(M.jail, &M.uids, &mw->jail);
+	*mw = (struct mworker){ .st = M_FREE, .pid = -1 };
+}
+
+/* Reaped, and the front-end done with it: the VM it suspended kept if
+ * asked (no process of its uid is left to change its files now), then
+ * MGR_GONE, and its uid and directory are free. */
+static void worker_done(struct mworker *mw)
+{
+	struct worker_msg m = { .type = MGR_GONE, .a = (uint64_t)mw->pid,
+				.b = (uint64_t)mw->status };
+
+	if (mw->jail.stash[0]) {
+		struct worker_msg a = { .type = MGR_STASHED,
+					.a = (uint64_t)mw->pid };
+
+		a.b = (uint64_t)(int64_t)mjail_stash(M.jail, &mw->jail,
+						     mw->pid);
+		snprintf(a.text, sizeof(a.text), "%s", mw->jail.stash);
+		up(&a, -1);
+	}
+	if (mw->handed)
+		up(&m, -1);
+	slot_free(mw);
+}
+
 /* Start forks for waiting requests, MANAGER_FORKS_MAX at a time. */
 static void start_forks(void)
 {
@@ -129,6 +172,8 @@ static void start_forks(void)
 		unsigned i = (M.rhead + M.rstarted++) % M.nws;
 		struct mworker *mw = NULL;
 		struct worker *w = NULL;
+		struct worker_jail wj;
+		char path[4096], why[64];
 		int r;
 
 		for (unsigned k = 0; k < M.nws && !mw; k++)
@@ -141,36 +186,28 @@ static void start_forks(void)
 			req_fail(i, !M.t ? "no template" : "at capacity");
 			continue;
 		}
-		r = worker_spawn(M.t, M.jail, w);
+		*mw = (struct mworker){ .st = M_FREE, .pid = -1 };
+		if (M.jail && mjail_take(M.jail, &M.uids, &mw->jail, &wj, path,
+					 sizeof(path), why, sizeof(why)) < 0) {
+			req_fail(i, why);
+			continue;
+		}
+		r = worker_spawn(M.t, M.jail ? &wj : NULL, w);
 		if (r < 0) {
 			log_warnx("forking a worker: %s", strerror(-r));
 			worker_init(w);
+			slot_free(mw);
 			req_fail(i, "fork failed");
 			continue;
 		}
-		*mw = (struct mworker){ .pid = w->pid, .w = w };
+		mw->pid = w->pid;
+		mw->w = w;
 		mw->st = M_FORKING;
 		mw->req = i;
 		mw->deadline = worker_now_ns() + SPAWN_TIMEOUT_MS * 1000000ULL;
 		M.forking++;
 	}
 	answer();
-}
-
-/* Its control socket is no longer ours to hold. */
-static void let_go(struct mworker *mw)
-{
-	if (!mw->w)
-		return;
-	worker_close(mw->w);
-	worker_init(mw->w);
-	mw->w = NULL;
-}
-
-static void slot_free(struct mworker *mw)
-{
-	let_go(mw);
-	*mw = (struct mworker){ .st = M_FREE, .pid = -1 };
 }
 
 /* Never handed out: SIGKILL at the next look (or gone already). */
@@ -217,7 +254,6 @@ static void end_request(uint64_t pid)
 {
 	struct mworker *mw = pid > 0 && pid < INT32_MAX ? by_pid((pid_t)pid) :
 							NULL;
-	struct worker_msg m = { .type = MGR_GONE, .a = pid };
 
 	/* Only a worker we handed out, once: never a pid of someone
 	 * else's, nor one still restoring. */
@@ -229,13 +265,71 @@ static void end_request(uint64_t pid)
 		return;
 	}
 	if (mw->st == M_REAPED) {
-		m.b = (uint64_t)mw->status;
-		slot_free(mw);
-		up(&m, -1);
+		worker_done(mw);
 		return;
 	}
 	mw->st = M_ENDING;
 	mw->deadline = worker_now_ns() + MANAGER_GRACE_MS * 1000000ULL;
+}
+
+/* A worker handed to the front-end and not asked to end (reaped_ok: or
+ * already reaped, not yet ended): the only ones whose files the front-end
+ * may ask about. */
+static struct mworker *held(uint64_t pid, bool reaped_ok)
+{
+	struct mworker *mw = pid > 0 && pid < INT32_MAX ? by_pid((pid_t)pid) :
+							NULL;
+
+	if (mw && (mw->st == M_HANDED || (reaped_ok && mw->st == M_REAPED)))
+		return mw;
+	return NULL;
+}
+
+static void files_answer(uint32_t type, uint64_t pid, const char *user,
+			 int r, const char *why)
+{
+	struct worker_msg m = { .type = type, .a = pid,
+				.b = (uint64_t)(int64_t)r };
+
+	if (why && ctl_log_ok())
+		log_warnx("front-end asked %s for worker %llu: %s",
+			  ctl_type_name(type == MGR_STASHED ? MGR_STASH :
+					MGR_UNSTASH),
+			  (unsigned long long)pid, why);
+	/* echoed only if it is a name: the front-end looks it up */
+	if (agent_valid_user(user))
+		snprintf(m.text, sizeof(m.text), "%s", user);
+	up(&m, -1);
+}
+
+static void stash_request(const struct worker_msg *m)
+{
+	struct mworker *mw = held(m->a, true);
+	const char *why = mjail_refused(M.jail, m->text, mw);
+
+	if (!why && mw->jail.stash[0])
+		why = "asked twice";
+	if (why) {
+		files_answer(MGR_STASHED, m->a, m->text, -EPERM, why);
+		return;
+	}
+	/* answered once it is reaped (worker_done()) */
+	snprintf(mw->jail.stash, sizeof(mw->jail.stash), "%.32s", m->text);
+}
+
+static void unstash_request(const struct worker_msg *m)
+{
+	struct mworker *mw = held(m->a, false);
+	const char *why = mjail_refused(M.jail, m->text, mw);
+
+	if (!why && mw->jail.unstashed)
+		why = "asked twice";
+	if (why) {
+		files_answer(MGR_UNSTASHED, m->a, m->text, -EPERM, why);
+		return;
+	}
+	files_answer(MGR_UNSTASHED, m->a, m->text,
+		     mjail_unstash(M.jail, &mw->jail, mw->pid, m->text), NULL);
 }
 
 /* sock becomes fd 3, and every fd above it is closed. */
@@ -353,6 +447,15 @@ static void frontend_event(void)
 	case MGR_KEYS:
 		keys_request();
 		break;
+	case MGR_STASH:
+		stash_request(&m);
+		break;
+	case MGR_UNSTASH:
+		unstash_request(&m);
+		break;
+	case MGR_DROP:
+		mjail_drop(M.jail, m.text);
+		break;
 	default:
 		break;
 	}
@@ -393,17 +496,10 @@ static void reap(void)
 			continue;
 		mw->status = st;
 		mw->reaped = true;
-		if (mw->st == M_ENDING) {
-			struct worker_msg m = { .type = MGR_GONE,
-						.a = (uint64_t)pid,
-						.b = (uint64_t)st };
-
-			if (mw->handed)
-				up(&m, -1);
-			slot_free(mw);
-		} else if (mw->st == M_HANDED) {
+		if (mw->st == M_ENDING)
+			worker_done(mw);
+		else if (mw->st == M_HANDED)
 			mw->st = M_REAPED;	/* until the front-end ends it */
-		}
 		/* M_FORKING: its socket's EOF fails the request */
 	}
 }
@@ -444,7 +540,7 @@ static int deadlines(void)
 }
 
 void manager_serve(int sock, const struct template *t, unsigned max_vms,
-		   const struct worker_jail *jail,
+		   const struct manager_jail *jail,
 		   const struct manager_hooks *hooks, bool confine)
 {
 	struct pollfd *p;
@@ -467,6 +563,9 @@ void manager_serve(int sock, const struct template *t, unsigned max_vms,
 		fatalx("manager: out of memory");
 	for (unsigned i = 0; i < M.nws; i++)
 		M.ws[i].pid = -1;
+	if (jail && (r = jail_uids_init(&M.uids, jail->uid_first,
+					jail->uid_count)) < 0)
+		fatalx("manager: worker uids: %s", strerror(-r));
 	for (unsigned i = 0; i < MANAGER_FORKS_MAX; i++)
 		worker_init(&M.forks[i]);
 	/* Workers are our children: reap them, and say why one died. */
@@ -518,7 +617,6 @@ void manager_serve(int sock, const struct template *t, unsigned max_vms,
 }
 
 void manager_main(int sock, const struct cfg *cfg,
-		  const struct worker_jail *jail,
 		  const struct manager_hooks *hooks)
 {
 	struct vm_config vc = {
@@ -526,6 +624,11 @@ void manager_main(int sock, const struct cfg *cfg,
 		.cmdline = cfg->template.cmdline,
 		.memory_mb = cfg->template.memory_mb,
 		.vcpus = cfg->template.vcpus,
+	};
+	static char vm_path[4096];
+	struct manager_jail jail = {
+		.uid_first = cfg->vm.worker_uid_first,
+		.uid_count = cfg->vm.worker_uid_count,
 	};
 	struct template *t = NULL;
 	char err[512];
@@ -537,9 +640,10 @@ void manager_main(int sock, const struct cfg *cfg,
 	sock = only_fd3(sock);
 	if (sock < 0)
 		fatalx("manager: dup2: %s", strerror(-sock));
+	mjail_open(cfg->server.state_dir, &jail, vm_path, sizeof(vm_path));
 	/* The template first, unconfined: building one boots a VM. */
 	if (template_open(&vc, cfg->server.state_dir, &t, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	log_info("template %s ready", t->key);
-	manager_serve(sock, t, cfg->vm.max_vms, jail, hooks, true);
+	manager_serve(sock, t, cfg->vm.max_vms, &jail, hooks, true);
 }

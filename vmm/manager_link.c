@@ -5,15 +5,17 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "console/agent_proto.h"
 
-int manager_start(const struct cfg *cfg, const struct worker_jail *jail,
-		  const struct manager_hooks *hooks, struct manager *mg)
+int manager_start(const struct cfg *cfg, const struct manager_hooks *hooks,
+		  struct manager *mg)
 {
 	int sv[2];
 
@@ -30,24 +32,35 @@ int manager_start(const struct cfg *cfg, const struct worker_jail *jail,
 	}
 	if (mg->pid == 0) {
 		close(sv[0]);
-		manager_main(sv[1], cfg, jail, hooks);
+		manager_main(sv[1], cfg, hooks);
 	}
 	close(sv[1]);
 	mg->sock = sv[0];
 	return 0;
 }
 
-static int ask(struct manager *mg, uint32_t type, uint64_t a)
+static int ask_user(struct manager *mg, uint32_t type, uint64_t a,
+		    const char *user)
 {
 	struct worker_msg m = { .type = type, .a = a };
 	int r;
 
 	if (mg->sock < 0)
 		return -EPIPE;
+	if (user) {
+		if (!agent_valid_user(user))
+			return -EINVAL;
+		snprintf(m.text, sizeof(m.text), "%s", user);
+	}
 	r = ctl_send_msg(mg->sock, &mg->out, &ctl_to_manager, &m, NULL, 0);
 	if (r == 0)
 		ctl_asked_sent(&mg->asked, type);
 	return r;
+}
+
+static int ask(struct manager *mg, uint32_t type, uint64_t a)
+{
+	return ask_user(mg, type, a, NULL);
 }
 
 int manager_spawn(struct manager *mg)
@@ -82,6 +95,23 @@ int manager_end(struct manager *mg, pid_t pid)
 	if (r == 0)
 		mg->ending[mg->nending++] = pid;
 	return r;
+}
+
+int manager_stash(struct manager *mg, pid_t pid, const char *user)
+{
+	return pid > 0 ? ask_user(mg, MGR_STASH, (uint64_t)pid, user) :
+			 -EINVAL;
+}
+
+int manager_unstash(struct manager *mg, pid_t pid, const char *user)
+{
+	return pid > 0 ? ask_user(mg, MGR_UNSTASH, (uint64_t)pid, user) :
+			 -EINVAL;
+}
+
+int manager_drop(struct manager *mg, const char *user)
+{
+	return ask_user(mg, MGR_DROP, 0, user);
 }
 
 static int gone(struct manager *mg, uint64_t pid)

@@ -85,19 +85,27 @@ const struct sandbox_rule vmm_manager_rules[] = {
 	PRCTL(PR_SET_NO_NEW_PRIVS, "children install their own filter"),
 	ALLOW(seccomp, "children stack their filter (libseccomp probes too)"),
 	ALLOW(prlimit64, "children: no core dumps (RLIMIT_CORE)"),
-	ALLOW(chdir, "a worker enters suspended/ before chroot"),
-	ALLOW(chroot, "a worker's jail: suspended/"),
+	ALLOW(chdir, "a worker enters its own vm/<uid>/ before chroot"),
+	ALLOW(chroot, "a worker's jail: its own vm/<uid>/"),
 	ALLOW(setgroups, "a worker drops root: no groups"),
-	ALLOW(setresgid, "a worker drops root: the clone group"),
-	ALLOW(setresuid, "a worker drops root: the clone user; seteuid(0) "
+	ALLOW(setresgid, "a worker drops root: a gid of its own"),
+	ALLOW(setresuid, "a worker drops root: a uid of its own; seteuid(0) "
 			 "fails after"),
 	ALLOW(setuid, "a worker checks setuid(0) fails after the drop"),
-	ALLOW(getuid, "a worker: already the clone user?"),
+	ALLOW(getuid, "a worker: already the uid it drops to?"),
 	ALLOW(geteuid, "a worker: chroot only as root"),
-	ALLOW(getgid, "a worker: already the clone group?"),
+	ALLOW(getgid, "a worker: already the gid it drops to?"),
+	ALLOW(getegid, "a kept suspended VM's files: given to our group"),
 	/* Files: /dev/kvm, /proc/self for workers; keys files; suspend and
-	 * resume files in a worker's jail. */
+	 * resume files in a worker's jail; workers' directories and the
+	 * suspended VMs moved between them and suspended/ (jail_dir.c). */
 	ALLOW(openat, "/dev/kvm, /proc/self/*, keys files, suspended VMs"),
+	ALLOW(openat2, "vm/ and suspended/: one name, no link followed"),
+	ALLOW(getdents64, "emptying a worker's directory once it is reaped"),
+	ALLOW(fchown, "a worker's directory given to its uid"),
+	ALLOW(fchownat, "a suspended VM's files: to root, to the next uid"),
+	ALLOW(fchmod, "a worker's directory and suspended/<user>: 0700"),
+	ALLOW(renameat2, "a suspended VM's files moved, never over a file"),
 	ALLOW(access, "a worker: is this the PVM flavour of KVM"),
 	ALLOW(fstat, "keys files; snapshot files"),
 	ALLOW(newfstatat, "glibc's fstat() on recent versions"),
@@ -105,14 +113,16 @@ const struct sandbox_rule vmm_manager_rules[] = {
 	ALLOW(pread64, "a worker: pages, /proc/self/pagemap, smaps_rollup"),
 	ALLOW(pwrite64, "a worker suspends: pages at their offsets"),
 	ALLOW(ftruncate, "a worker suspends: sizing the pages file"),
-	ALLOW(fsync, "a suspend, a signed-up user's keys reach disk"),
+	ALLOW(fsync, "a suspend, a kept VM, a signed-up user's keys reach "
+		     "disk"),
 	ALLOW(fdatasync, "a suspend: as fsync"),
-	ALLOW(mkdirat, "sign-up: the keys file's directory"),
+	ALLOW(mkdirat, "sign-up: the keys file's directory; vm/<uid>/"),
 	ALLOW(linkat, "sign-up: the keys file appears whole"),
 	ALLOW(rename, "a suspend: the state file replaces the old"),
 	ALLOW(renameat, "glibc's rename() may use renameat"),
 	ALLOW(unlink, "a failed suspend's temporary file"),
-	ALLOW(unlinkat, "sign-up's temporary file; glibc's unlink()"),
+	ALLOW(unlinkat, "sign-up's temporary file; glibc's unlink(); "
+			"workers' leftovers, dropped suspended VMs"),
 	ALLOW(getrandom, "OpenSSL in the keys monitor; libsodium"),
 	/* Memory, never executable (also a worker's guest RAM: the template
 	 * mapped private, the vCPU's run area). */

@@ -23,12 +23,16 @@
 
 /* Where a worker is confined once its VM is made (see worker_main()).
  * Workers always run under the seccomp filter vmm_worker_rules; with a
- * jail they also run as uid/gid, chrooted into root, and the directory
- * names in WORKER_SUSPEND and WORKER_GO_RESUME are taken inside root. */
+ * jail they also run as uid/gid (the manager gives each its own), with no
+ * supplementary groups, chrooted into root (its own directory, which it
+ * enters while still root). A jailed worker suspends into and resumes
+ * from root itself: the text of WORKER_SUSPEND and WORKER_GO_RESUME only
+ * names the user, for its log lines; no name from the parent is taken as
+ * a path. Without a jail the text is the directory. */
 struct worker_jail {
 	uid_t uid;
 	gid_t gid;
-	const char *root;	/* directory of suspended VMs; must exist */
+	const char *root;	/* the worker's own directory; must exist */
 };
 
 extern const struct sandbox_rule vmm_worker_rules[];

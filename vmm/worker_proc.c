@@ -99,8 +99,17 @@ static void session_open(int ctl, struct vm *vm, struct worker_msg *m)
 			close(fds[i]);
 }
 
+/* The directory a suspended VM goes to or comes from: a jailed worker's
+ * own (its root), whatever the parent names; else the one it names. */
+static const char *vm_dir(const struct worker_jail *jail,
+			  const struct worker_msg *m)
+{
+	return jail && jail->root ? "." : m->text;
+}
+
 /* 1: carry on; 0: done (suspended). */
-static int request(int ctl, struct vm *vm, int smaps, struct worker_msg *m)
+static int request(int ctl, struct vm *vm, int smaps,
+		   const struct worker_jail *jail, struct worker_msg *m)
 {
 	char err[256];
 	uint64_t pages = 0;
@@ -131,7 +140,7 @@ static int request(int ctl, struct vm *vm, int smaps, struct worker_msg *m)
 			      smaps, "Private_Dirty"), NULL);
 		break;
 	case WORKER_SUSPEND:
-		if (vm_suspend_to_disk(vm, m->text, &pages, err,
+		if (vm_suspend_to_disk(vm, vm_dir(jail, m), &pages, err,
 				       sizeof(err)) < 0) {
 			reply(ctl, WORKER_FAILED, 0, err);
 			vm_resume(vm);
@@ -146,7 +155,8 @@ static int request(int ctl, struct vm *vm, int smaps, struct worker_msg *m)
 	return 1;
 }
 
-static int run_vm(int ctl, struct vm *vm, int smaps)
+static int run_vm(int ctl, struct vm *vm, int smaps,
+		  const struct worker_jail *jail)
 {
 	bool acked = vm_identity_acked(vm);	/* a resumed VM has been */
 
@@ -192,15 +202,16 @@ static int run_vm(int ctl, struct vm *vm, int smaps)
 			return 0;	/* the parent is done with us */
 		if (r < 0)
 			reply(ctl, WORKER_FAILED, 0, "unexpected request");
-		else if (request(ctl, vm, smaps, &m) == 0)
+		else if (request(ctl, vm, smaps, jail, &m) == 0)
 			return 0;
 	}
 }
 
 /* Everything from here on runs with a guest in it: no root, no way back
- * to it, no files outside the suspend directory, no core dumps (they
- * would hold the user's memory), and only the system calls in
- * worker_seccomp.c. */
+ * to it, a uid of its own, no files outside its own directory (made for
+ * it by the manager, its uid's, 0700: entered here while still root), no
+ * core dumps (they would hold the user's memory), and only the system
+ * calls in worker_seccomp.c. */
 static int confine(const struct worker_jail *jail, char *err, size_t len)
 {
 	int r;
@@ -275,13 +286,14 @@ static int worker_main(const struct template *t,
 	if (next_request(ctl, WORKER_S_IDLE, &m) <= 0)
 		return 0;
 	/* Every line from here names the user: the identity's, or the last
-	 * part of the directory resumed from (suspended/<user>). */
+	 * part of the directory resumed from (jailed: the user's name). */
 	who = m.type == WORKER_GO ? m.id.user : m.text;
 	if (m.type == WORKER_GO_RESUME && strrchr(who, '/'))
 		who = strrchr(who, '/') + 1;
 	log_set_tagf("clone[vm %.32s %d]", who, (int)getpid());
 	if (m.type == WORKER_GO_RESUME)
-		r = vm_resume_disk_setup(vm, m.text, err, sizeof(err));
+		r = vm_resume_disk_setup(vm, vm_dir(jail, &m), err,
+					 sizeof(err));
 	else if ((r = vm_set_identity(vm, &m.id)) < 0)
 		snprintf(err, sizeof(err), "identity: %s", strerror(-r));
 	sodium_memzero(&m, sizeof(m));
@@ -300,7 +312,7 @@ static int worker_main(const struct template *t,
 				 .a = st.first_entry_ns };
 	send_up(ctl, &m, &term, 1);
 	close(term);
-	r = run_vm(ctl, vm, smaps);
+	r = run_vm(ctl, vm, smaps, jail);
 	vm_free(vm);
 	return r;
 }

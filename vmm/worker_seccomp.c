@@ -43,7 +43,8 @@ const struct sandbox_rule vmm_worker_rules[] = {
 	SANDBOX_FCNTL_RULES,
 	ALLOW(close, "session fds passed on, snapshot files done with"),
 	/* Files: suspend to disk and resume from it, in the VM's own
-	 * directory (the worker runs as the clone user, not root). */
+	 * directory: the worker runs as a uid of its own, chrooted into
+	 * vm/<uid>/, where nothing but its own files is. */
 	ALLOW(openat, "suspend/resume: the VM's state and pages files"),
 	ALLOW(fstat, "resume: snapshot file sizes"),
 	ALLOW(newfstatat, "glibc's fstat() on recent versions"),

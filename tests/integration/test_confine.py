@@ -1,10 +1,13 @@
-"""Issue 5: a hostile guest or client harms nobody else. The VM workers and
-the SSH front-end run as the unprivileged [vm] user under seccomp filters
-with no_new_privs and no core dumps; a system call outside a worker's
-filter kills that worker alone."""
+"""Issue 5: a hostile guest or client harms nobody else. The SSH front-end
+runs as the unprivileged [vm] user, each VM worker as a uid of its own
+([vm] worker_uids) chrooted into a directory of its own, all under seccomp
+filters with no_new_privs and no core dumps; a system call outside a
+worker's filter kills that worker alone (issue 9 item 3: uids and
+directories)."""
 import ctypes
 import os
 import pwd
+import stat
 import subprocess
 import time
 
@@ -31,6 +34,7 @@ def assert_confined(pid, uid, what):
     assert st["Seccomp"] == ["2"], (what, st["Seccomp"])
     assert st["NoNewPrivs"] == ["1"], what
     assert st["Uid"] == [str(uid)] * 4, (what, st["Uid"])
+    assert st["Groups"] == [], (what, st["Groups"])
     assert st["CapEff"] == ["0000000000000000"], what
     assert st["CapPrm"] == ["0000000000000000"], what
     # Not dumpable: the kernel then gives /proc/PID/* to root, whatever the
@@ -70,10 +74,33 @@ def inject_syscall(pid, nr):
     assert libc.ptrace(detach, pid, None, None) == 0
 
 
+def worker_of(s, user, other_than=0, timeout=10):
+    """The pid of user's VM worker, once the status table (written once a
+    second) shows one other than other_than."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = s.worker_pid(user)
+        if pid > 0 and pid != other_than:
+            return pid
+        assert time.monotonic() < deadline, f"no worker for {user}"
+        time.sleep(0.2)
+
+
+def worker_uid(pid):
+    """pid's uid, checked to be its real, effective, saved and fs uid, and
+    its gids the same number."""
+    st = proc_status(pid)
+    uid = int(st["Uid"][0])
+    assert st["Uid"] == [str(uid)] * 4 and st["Gid"] == [str(uid)] * 4, st
+    return uid
+
+
 def test_worker_and_front_end_are_confined(tmp):
-    """Seccomp: 2 in both; the clone user, no capabilities, no dumps; the
-    worker is chrooted into suspended/ and holds only what it needs; the
-    front-end holds no /dev/kvm, no host key, no template."""
+    """Seccomp: 2 in both; the clone user for the front-end, a uid of its
+    own for the worker; no capabilities, no groups, no dumps; the worker is
+    chrooted into its own vm/<uid> and holds only what it needs; the
+    front-end holds no /dev/kvm, no host key, no template, and nothing of
+    suspended/ or vm/."""
     uid = pwd.getpwnam("clone").pw_uid
     s = Server(tmp)
     try:
@@ -81,9 +108,11 @@ def test_worker_and_front_end_are_confined(tmp):
         assert (st, out) == (0, "hi\n"), s.log.text()[-1500:]
         w = s.worker_pid("alice")
         assert w > 0
-        assert_confined(w, uid, "worker")
+        wuid = worker_uid(w)
+        assert 200000 <= wuid <= 265535, wuid     # the default range
+        assert_confined(w, wuid, "worker")
         assert os.readlink(f"/proc/{w}/root") == \
-            os.path.join(s.state, "suspended")
+            os.path.join(s.state, "vm", str(wuid))
         allowed = ("/dev/null", "/dev/kvm", f"/proc/{w}/pagemap",
                    f"/proc/{w}/smaps_rollup", "pipe:", "socket:",
                    "anon_inode:")
@@ -93,7 +122,9 @@ def test_worker_and_front_end_are_confined(tmp):
         assert_confined(fe, uid, "front-end")
         for fd, t in fd_targets(fe).items():
             assert "kvm" not in t and "ssh_host" not in t and \
-                "templates" not in t, f"front-end fd {fd} -> {t}"
+                "templates" not in t and "/suspended" not in t and \
+                not t.startswith(os.path.join(s.state, "vm")), \
+                f"front-end fd {fd} -> {t}"
         # The status table still shows the worker's private memory: the
         # worker reports it (nobody else may read a non-dumpable process).
         deadline = time.monotonic() + 10
@@ -108,6 +139,130 @@ def test_worker_and_front_end_are_confined(tmp):
         assert "front-end confined: uid %d, seccomp filter on" % uid in log
     finally:
         s.close()
+
+
+def can_list(uid, path):
+    """Whether uid (and the same gid, no groups) may list the directory
+    path, reached through an fd root opened for it: so that only path's own
+    mode and owner decide, not the directories above it (state_dir is
+    root's 0700, which would stop anyone anyway)."""
+    fd = os.open(path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        p = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                            "--clear-groups", "--", "ls", "-a",
+                            f"/proc/self/fd/{fd}"], pass_fds=[fd],
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        os.close(fd)
+    assert p.returncode == 0 or "Permission denied" in p.stderr, p
+    return p.returncode == 0
+
+
+def stat_of(path):
+    st = os.lstat(path)
+    return stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, \
+        st.st_gid
+
+
+def test_workers_have_uids_and_directories_of_their_own(tmp):
+    """Issue 9 item 3. alice's and bob's workers run as two different uids
+    of [vm] worker_uids, each chrooted into its own vm/<uid> (0700, its
+    uid's), which the other cannot list, and neither can signal the other
+    or the front-end; vm/ and suspended/ are root's.
+    When alice's VM is suspended, her files are kept in suspended/alice,
+    root's, and her worker's directory goes; her resume gets them back in
+    a new worker's own directory, and her VM is as she left it."""
+    s = Server(tmp, max_vms=4, detach=3, start=False)
+    with open(s.config, "a") as f:
+        f.write("worker_uids = 310000-310003\n")   # [vm] is the last
+    s.start()
+    alice = bob = None
+    try:
+        # both logged in (a VM detaches detach_timeout after its last
+        # session ends)
+        alice = subprocess.Popen(s.ssh_args("alice") +
+                                 ["echo kept > /tmp/a; echo a; sleep 60"],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        bob = subprocess.Popen(s.ssh_args("bob") + ["echo b; sleep 60"],
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+        assert alice.stdout.readline() == b"a\n", s.log.text()[-1500:]
+        assert bob.stdout.readline() == b"b\n", s.log.text()[-1500:]
+        wa, wb = worker_of(s, "alice"), worker_of(s, "bob")
+        ua, ub = worker_uid(wa), worker_uid(wb)
+        assert ua != ub and {ua, ub} <= set(range(310000, 310004)), (ua, ub)
+        for w, u in ((wa, ua), (wb, ub)):
+            assert_confined(w, u, f"worker {w}")
+            d = os.path.join(s.state, "vm", str(u))
+            assert os.readlink(f"/proc/{w}/root") == d
+            assert stat_of(d) == (stat.S_IFDIR, 0o700, u, u), stat_of(d)
+        assert stat_of(os.path.join(s.state, "vm"))[1:] == (0o700, 0, 0)
+        assert stat_of(os.path.join(s.state, "suspended"))[1:] == \
+            (0o700, 0, 0)
+        da = os.path.join(s.state, "vm", str(ua))
+        db = os.path.join(s.state, "vm", str(ub))
+        assert can_list(ua, da) and can_list(ub, db)
+        assert not can_list(ua, db) and not can_list(ub, da)
+        assert not can_list(pwd.getpwnam("clone").pw_uid, da)
+        # Nor may one signal the other or the front-end (the issue's
+        # measured attack: once all were the clone user, they could).
+        for u, pid in ((ua, wb), (ub, wa), (ua, s.proc.pid)):
+            p = subprocess.run(["setpriv", f"--reuid={u}", f"--regid={u}",
+                                "--clear-groups", "--", "kill", "-0",
+                                str(pid)], capture_output=True, text=True,
+                               timeout=30)
+            assert p.returncode != 0 and "not permitted" in p.stderr, p
+
+        # alice's session ends: after detach_timeout her VM is suspended
+        alice.kill()
+        alice.wait()
+        s.wait_state("alice", "suspended", 60)
+        ka = os.path.join(s.state, "suspended", "alice")
+        assert stat_of(ka) == (stat.S_IFDIR, 0o700, 0, 0), stat_of(ka)
+        assert sorted(os.listdir(ka)) == ["pages", "state"]
+        for f in ("state", "pages"):
+            assert stat_of(os.path.join(ka, f))[0::2] == \
+                (stat.S_IFREG, 0), stat_of(os.path.join(ka, f))
+        deadline = time.monotonic() + 10
+        while os.path.exists(da) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(da), os.listdir(da)
+        assert not can_list(ub, ka)
+
+        alice = subprocess.Popen(s.ssh_args("alice") +
+                                 ["cat /tmp/a; sleep 60"],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        assert alice.stdout.readline() == b"kept\n", s.log.text()[-1500:]
+        assert "vm alice: resumed" in s.log.text()
+        wa2 = worker_of(s, "alice", other_than=wa)
+        ua2 = worker_uid(wa2)
+        assert wa2 != wa and ua2 not in (ua, ub), (wa, wa2, ua, ua2)
+        assert os.readlink(f"/proc/{wa2}/root") == \
+            os.path.join(s.state, "vm", str(ua2))
+        assert not os.path.exists(ka)   # moved into her worker's
+        assert worker_uid(wb) == ub and s.status().get("bob") == "running"
+    finally:
+        for p in (alice, bob):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()
+        s.close()
+
+
+def test_worker_uids_must_be_nobodys(tmp):
+    """[vm] worker_uids overlapping an account in /etc/passwd (here the
+    clone user itself): serve refuses to start, naming the account."""
+    uid = pwd.getpwnam("clone").pw_uid
+    s = Server(tmp, max_vms=1, start=False)
+    with open(s.config, "a") as f:
+        f.write(f"worker_uids = {uid}-{uid}\n")
+    p = subprocess.run([CLONE, "serve", "-c", s.config], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode != 0
+    assert f"/etc/passwd: user clone has uid {uid}" in p.stderr, p.stderr
+    assert "inside [vm] worker_uids" in p.stderr, p.stderr
 
 
 def test_forbidden_syscall_kills_only_that_worker(tmp):

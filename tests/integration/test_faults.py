@@ -47,6 +47,12 @@ def start_time(pid):
     return None if fields[0] == "Z" else int(fields[19])
 
 
+def uid_of(pid):
+    """pid's real uid."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^Uid:\s+(\d+)", f.read(), re.M)[1])
+
+
 def wait_gone(procs, timeout):
     """Wait until every (pid, start time) in procs has exited."""
     deadline = time.monotonic() + timeout
@@ -244,10 +250,11 @@ def test_server_killed_keeps_suspended_vms(tmp):
         st = s.status()
         assert (st.get("alice"), st.get("bob")) == ("suspended", "running")
 
-        # The server, the VM manager (its child), the keys monitor (the
-        # manager's) and bob's worker, the only one running.
-        want = {s.proc.pid, worker_of(s, "bob"), s.keys_monitors()[-1]} | \
-            set(children(s.proc.pid))
+        # The server, its helpers (the VM manager, and the keys monitor,
+        # the manager's child) and bob's worker, the only one running.
+        want = {s.proc.pid, worker_of(s, "bob")} | \
+            set(children(s.proc.pid)) | \
+            {k for k in s.keys_monitors() if start_time(k) is not None}
         procs = [(p, start_time(p)) for p in our_processes(s)]
         assert {p for p, _ in procs} == want, (procs, want)
         s.proc.kill()
@@ -321,15 +328,24 @@ def test_stopped_worker_counts_until_reaped(tmp):
     the front-end's sends never block; at its queue's bound it drops that
     VM, and the manager, which alone may, kills and reaps the worker. Until
     it is reaped the worker still counts against max_vms (bob is refused
-    while it exists); then it is really gone, no zombie, and bob gets in."""
+    while it exists); then it is really gone, no zombie, and bob gets in.
+    With one worker uid for one VM, bob's worker gets the uid alice's had
+    only once hers is reaped, in a directory made afresh."""
     from rawssh import need_paramiko, paramiko
     need_paramiko()
-    s = Server(tmp, max_vms=1)
+    s = Server(tmp, max_vms=1, start=False)
+    with open(s.config, "a") as f:
+        f.write("worker_uids = 320000-320000\n")  # [vm] is the last
+    s.start()
     client = None
     try:
         out, w = login(s, "alice", "echo up")
         assert out == "up\n"
         t = start_time(w)
+        assert uid_of(w) == 320000
+        with open(os.path.join(s.state, "vm", "320000", "planted"),
+                  "w") as f:
+            f.write("alice's")
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         client.connect("127.0.0.1", port=s.port, username="alice",
@@ -366,6 +382,9 @@ def test_stopped_worker_counts_until_reaped(tmp):
             time.sleep(0.5)
         assert (st, out) == (0, "hi\n"), (st, out, err,
                                           s.log.text()[-1500:])
+        wb = worker_of(s, "bob")
+        assert uid_of(wb) == 320000
+        assert os.listdir(os.path.join(s.state, "vm", "320000")) == []
     finally:
         if client:
             client.close()

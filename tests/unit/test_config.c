@@ -37,7 +37,8 @@ static const char full[] =
 	"detach_timeout = 0\n"
 	"reap_timeout = 31536000\n"
 	"user = clone-vm\n"
-	"root = yes\n";
+	"root = yes\n"
+	"worker_uids = 100000-199999\n";
 
 static void check_full(const struct cfg *cfg)
 {
@@ -61,6 +62,8 @@ static void check_full(const struct cfg *cfg)
 	assert_int_equal(cfg->vm.reap_timeout, 31536000);
 	assert_string_equal(cfg->vm.user, "clone-vm");
 	assert_true(cfg->vm.root);
+	assert_int_equal(cfg->vm.worker_uid_first, 100000);
+	assert_int_equal(cfg->vm.worker_uid_count, 100000);
 }
 
 static void check_zeroed(const struct cfg *cfg)
@@ -142,6 +145,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.vm.detach_timeout, 300);
 	assert_int_equal(cfg.vm.reap_timeout, 86400);
 	assert_false(cfg.vm.root);
+	assert_int_equal(cfg.vm.worker_uid_first, 200000);
+	assert_int_equal(cfg.vm.worker_uid_count, 65536);
 	cfg_free(&cfg);
 	check_zeroed(&cfg);
 }
@@ -658,6 +663,55 @@ static void test_vm_user(void **state)
 	expect_error("[vm]\nuser =\n", -EINVAL, NAME ":2: ", "user");
 }
 
+/* [vm] worker_uids: FIRST-LAST, never root, never (uid_t)-1, and enough
+ * for max_vms workers, each with a uid of its own; an error names the
+ * line. */
+static void test_worker_uids(void **state)
+{
+	struct cfg cfg;
+
+	(void)state;
+	load_ok(&cfg, "[vm]\nworker_uids = 300000-300099\n");
+	assert_int_equal(cfg.vm.worker_uid_first, 300000);
+	assert_int_equal(cfg.vm.worker_uid_count, 100);
+	cfg_free(&cfg);
+	load_ok(&cfg, "[vm]\nmax_vms = 1\nworker_uids = 7-7\n");
+	assert_int_equal(cfg.vm.worker_uid_first, 7);
+	assert_int_equal(cfg.vm.worker_uid_count, 1);
+	cfg_free(&cfg);
+	load_ok(&cfg, "[vm]\nmax_vms = 2\n"
+		      "worker_uids = 4294967293-4294967294\n");
+	assert_int_equal(cfg.vm.worker_uid_count, 2);
+	cfg_free(&cfg);
+	expect_error("[vm]\n\nworker_uids = 200000\n", -EINVAL, NAME ":3: ",
+		     "worker_uids: bad range '200000'");
+	expect_error("[vm]\nworker_uids = 200000-\n", -EINVAL, NAME ":2: ",
+		     "bad range");
+	expect_error("[vm]\nworker_uids = -200000\n", -EINVAL, NAME ":2: ",
+		     "bad range");
+	expect_error("[vm]\nworker_uids = 300000-200000\n", -EINVAL,
+		     NAME ":2: ", "FIRST <= LAST");
+	expect_error("[vm]\nworker_uids = 0-100\n", -EINVAL, NAME ":2: ",
+		     "bad range");
+	expect_error("[vm]\nworker_uids = 100-4294967295\n", -EINVAL,
+		     NAME ":2: ", "bad range");
+	expect_error("[vm]\nworker_uids = 1 - 2\n", -EINVAL, NAME ":2: ",
+		     "bad range");
+	expect_error("[vm]\nworker_uids = 0x10-0x20\n", -EINVAL, NAME ":2: ",
+		     "bad range");
+	expect_error("[vm]\nworker_uids = 1-99999999999999999999\n", -EINVAL,
+		     NAME ":2: ", "bad range");
+	/* too few for max_vms: the range's line, or max_vms's if the
+	 * default range is the one too small */
+	expect_error("[vm]\nmax_vms = 10\nworker_uids = 200000-200008\n",
+		     -EINVAL, NAME ":3: ",
+		     "worker_uids: 9 uids, fewer than max_vms (10)");
+	expect_error("[vm]\n\nmax_vms = 70000\n", -EINVAL, NAME ":3: ",
+		     "65536 uids, fewer than max_vms (70000)");
+	load_ok(&cfg, "[vm]\nmax_vms = 10\nworker_uids = 200000-200009\n");
+	cfg_free(&cfg);
+}
+
 /* Callers may pass no buffer, or a small one: no overflow, still a C
  * string. */
 static void test_err_buffer(void **state)
@@ -707,6 +761,7 @@ int main(void)
 		cmocka_unit_test(test_vcpus),
 		cmocka_unit_test(test_reap_before_detach),
 		cmocka_unit_test(test_vm_user),
+		cmocka_unit_test(test_worker_uids),
 		cmocka_unit_test(test_err_buffer),
 	};
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -280,7 +281,7 @@ struct mgr {
 	pid_t pid;
 };
 
-static void mgr_start_test(struct mgr *t)
+static void mgr_start_jail(struct mgr *t, const struct manager_jail *jail)
 {
 	int sv[2];
 
@@ -291,11 +292,16 @@ static void mgr_start_test(struct mgr *t)
 	assert_true(t->pid >= 0);
 	if (t->pid == 0) {
 		close(sv[0]);
-		manager_serve(sv[1], NULL, 4, NULL, &hooks, !UNDER_ASAN);
+		manager_serve(sv[1], NULL, 4, jail, &hooks, !UNDER_ASAN);
 	}
 	close(sv[1]);
 	t->mg.sock = sv[0];
 	t->mg.pid = t->pid;
+}
+
+static void mgr_start_test(struct mgr *t)
+{
+	mgr_start_jail(t, NULL);
 }
 
 static int mgr_wait(struct mgr *t, struct worker_msg *m, int *fd)
@@ -425,6 +431,128 @@ static void test_hostile_front_end(void **state)
 	close(devnull);
 }
 
+/* A request as a hostile front-end would send it: any pid, any text. */
+static void send_raw(struct mgr *t, uint32_t type, uint64_t a,
+		     const char *text)
+{
+	struct worker_msg m = { .type = type, .a = a };
+	uint8_t buf[CTL_MSG_MAX];
+	ssize_t n;
+
+	snprintf(m.text, sizeof(m.text), "%s", text);
+	n = ctl_encode(&ctl_to_manager, &m, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(send(t->mg.sock, buf, (size_t)n, 0), n);
+	if (type != MGR_DROP)
+		ctl_asked_sent(&t->mg.asked, type);
+}
+
+static void expect_files_answer(struct mgr *t, uint32_t type, uint64_t pid,
+				const char *user, bool ok)
+{
+	struct worker_msg m;
+	int fd;
+
+	assert_int_equal(mgr_wait(t, &m, &fd), 0);
+	assert_int_equal(m.type, type);
+	assert_int_equal(m.a, pid);
+	assert_string_equal(m.text, user);
+	if (ok)
+		assert_int_equal((int64_t)m.b, 0);
+	else
+		assert_true((int64_t)m.b < 0);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+/* Moving suspended VMs on the front-end's word: only for a worker of the
+ * manager's own, only for a user name, never twice, never through a
+ * link. A front-end taken over gets refusals, and nothing moves. */
+static void test_files_requests(void **state)
+{
+	char top[] = "/tmp/clone-mgr-XXXXXX", p[256], q[256];
+	struct manager_jail jail = { .uid_first = 200000, .uid_count = 8 };
+	struct mgr t;
+	pid_t victim;
+	int fd, st;
+
+	(void)state;
+	assert_non_null(mkdtemp(top));
+	snprintf(p, sizeof(p), "%s/vm", top);
+	assert_int_equal(mkdir(p, 0700), 0);
+	jail.vm_path = p;
+	jail.vm_fd = open(p, O_RDONLY | O_DIRECTORY);
+	snprintf(p, sizeof(p), "%s/suspended", top);
+	assert_int_equal(mkdir(p, 0700), 0);
+	jail.susp_fd = open(p, O_RDONLY | O_DIRECTORY);
+	snprintf(p, sizeof(p), "%s/suspended/alice", top);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(q, sizeof(q), "%s/suspended/alice/state", top);
+	fd = open(q, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	victim = fork();
+	if (victim == 0) {
+		pause();
+		_exit(0);
+	}
+	mgr_start_jail(&t, &jail);
+	/* not its worker: refused, alice's VM stays where it is */
+	assert_int_equal(manager_unstash(&t.mg, victim, "alice"), 0);
+	expect_files_answer(&t, MGR_UNSTASHED, (uint64_t)victim, "alice",
+			    false);
+	assert_int_equal(manager_stash(&t.mg, victim, "alice"), 0);
+	expect_files_answer(&t, MGR_STASHED, (uint64_t)victim, "alice",
+			    false);
+	assert_true(exists(q));
+	/* not a user name: refused, and not echoed */
+	send_raw(&t, MGR_UNSTASH, (uint64_t)victim, "../suspended/alice");
+	expect_files_answer(&t, MGR_UNSTASHED, (uint64_t)victim, "", false);
+	send_raw(&t, MGR_STASH, 1, "..");
+	expect_files_answer(&t, MGR_STASHED, 1, "", false);
+	assert_int_equal(manager_unstash(&t.mg, victim, "../x"), -EINVAL);
+	/* a drop of a name that is none removes nothing; alice's goes */
+	send_raw(&t, MGR_DROP, 0, "..");
+	send_raw(&t, MGR_DROP, 0, "alice/state");
+	keys(&t, &fd);		/* answered after the drops: they are done */
+	close(fd);
+	assert_true(exists(q));
+	assert_int_equal(manager_drop(&t.mg, "alice"), 0);
+	keys(&t, &fd);
+	close(fd);
+	assert_false(exists(p));
+	assert_int_equal(waitpid(victim, &st, WNOHANG), 0);	/* alive */
+	manager_close(&t.mg);
+	assert_int_equal(waitpid(t.pid, &st, 0), t.pid);
+	assert_true(WIFEXITED(st));
+	kill(victim, SIGKILL);
+	waitpid(victim, &st, 0);
+	close(jail.vm_fd);
+	close(jail.susp_fd);
+	snprintf(p, sizeof(p), "rm -rf %s", top);
+	assert_int_equal(system(p), 0);
+}
+
+/* Without a jail (tests): refused, whoever asks. */
+static void test_files_no_jail(void **state)
+{
+	struct mgr t;
+	int st;
+
+	(void)state;
+	mgr_start_test(&t);
+	assert_int_equal(manager_unstash(&t.mg, getpid(), "alice"), 0);
+	expect_files_answer(&t, MGR_UNSTASHED, (uint64_t)getpid(), "alice",
+			    false);
+	manager_close(&t.mg);
+	assert_int_equal(waitpid(t.pid, &st, 0), t.pid);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -434,6 +562,8 @@ int main(void)
 		cmocka_unit_test(test_filter),
 		cmocka_unit_test(test_keys_hook),
 		cmocka_unit_test(test_hostile_front_end),
+		cmocka_unit_test(test_files_requests),
+		cmocka_unit_test(test_files_no_jail),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

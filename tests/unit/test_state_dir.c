@@ -1,8 +1,9 @@
 /* The state directory and the host key on disk (sshd/state_dir.c), on real
- * temporary directories. Run as root, like `clone serve`: what a process of
- * the clone user plants in suspended/ must not make root chown, read or
- * unlink anything outside it, and no private key is ever readable by
- * others, not even for a moment. */
+ * temporary directories. Run as root, like `clone serve`: what a worker (or,
+ * in the older layout, the clone user) planted in suspended/ must not make
+ * root chown or read anything outside it, the front-end can no longer touch
+ * suspended/ at all, and no private key is ever readable by others, not
+ * even for a moment. */
 #include "sshd/state_dir.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,7 +338,10 @@ static void test_setup_fresh(void **state)
 	assert_setup_ok(at("state"), &susp, &run);
 	assert_dir(at("state"), 0700, 0, 0);
 	assert_dir(at("state/templates"), 0700, 0, 0);
-	assert_dir(at("state/suspended"), 0700, CLONE_UID, CLONE_GID);
+	/* root's: workers have directories of their own in vm/, and only
+	 * the manager moves suspended VMs in and out */
+	assert_dir(at("state/suspended"), 0700, 0, 0);
+	assert_dir(at("state/vm"), 0700, 0, 0);
 	assert_dir(at("state/run"), 0755, CLONE_UID, CLONE_GID);
 	assert_same(susp, at("state/suspended"));
 	assert_same(run, at("state/run"));
@@ -347,7 +352,8 @@ static void test_setup_fresh(void **state)
 /* Folders left 0777, or owned by the wrong user, are fixed at start. */
 static void test_setup_fixes_modes(void **state)
 {
-	static const char *const sub[] = { "templates", "suspended", "run" };
+	static const char *const sub[] = { "templates", "suspended", "run",
+					   "vm" };
 	int susp = -1, run = -1;
 
 	(void)state;
@@ -355,19 +361,22 @@ static void test_setup_fixes_modes(void **state)
 	assert_int_equal(mkdir(at("state"), 0777), 0);
 	assert_int_equal(chmod(at("state"), 0777), 0);
 	assert_int_equal(chown(at("state"), CLONE_UID, CLONE_GID), 0);
-	for (int i = 0; i < 3; i++) {
+	/* suspended/ as the older layout left it: the clone user's */
+	for (int i = 0; i < 4; i++) {
 		char rel[64];
+		bool clone = i != 2;
 
 		snprintf(rel, sizeof(rel), "state/%s", sub[i]);
 		assert_int_equal(mkdir(at(rel), 0777), 0);
 		assert_int_equal(chmod(at(rel), 0777), 0);
-		assert_int_equal(chown(at(rel), i == 0 ? CLONE_UID : 0,
-				       i == 0 ? CLONE_GID : 0), 0);
+		assert_int_equal(chown(at(rel), clone ? CLONE_UID : 0,
+				       clone ? CLONE_GID : 0), 0);
 	}
 	assert_setup_ok(at("state"), &susp, &run);
 	assert_dir(at("state"), 0700, 0, 0);
 	assert_dir(at("state/templates"), 0700, 0, 0);
-	assert_dir(at("state/suspended"), 0700, CLONE_UID, CLONE_GID);
+	assert_dir(at("state/suspended"), 0700, 0, 0);
+	assert_dir(at("state/vm"), 0700, 0, 0);
 	assert_dir(at("state/run"), 0755, CLONE_UID, CLONE_GID);
 	close(susp);
 	close(run);
@@ -421,9 +430,14 @@ static void test_setup_symlinked_folder_refused(void **state)
 	assert_setup_refused(at("state"), at("state/suspended"),
 			     "symbolic link");
 	assert_dir(at("etc"), 0755, 0, 0);
+	/* vm/ holds workers' directories: never a link either */
+	assert_int_equal(unlink(at("state/suspended")), 0);
+	assert_int_equal(symlink(at("etc"), at("state/vm")), 0);
+	assert_setup_refused(at("state"), at("state/vm"), "symbolic link");
+	assert_dir(at("etc"), 0755, 0, 0);
 }
 
-/* ---- suspended/, written by the clone user ------------------------------ */
+/* ---- suspended/, written by workers ------------------------------------ */
 
 struct found {
 	char users[8][33];
@@ -446,8 +460,9 @@ static bool was_found(const struct found *f, const char *user)
 	return false;
 }
 
-/* state/ with its folders made, alice suspended by an earlier run (as
- * root), and files of root's outside suspended/: etc/shadow. */
+/* state/ with its folders made, alice suspended by an earlier run (in the
+ * older layout, as the clone user), and files of root's outside
+ * suspended/: etc/shadow. */
 static int make_state(void)
 {
 	int susp = -1, run = -1;
@@ -458,6 +473,10 @@ static int make_state(void)
 	assert_int_equal(mkdir(at("state/suspended/alice"), 0700), 0);
 	put(at("state/suspended/alice/state"), "alice state", 0600);
 	put(at("state/suspended/alice/pages"), "alice pages", 0600);
+	assert_int_equal(chown(at("state/suspended/alice/state"), CLONE_UID,
+			       CLONE_GID), 0);
+	assert_int_equal(chown(at("state/suspended/alice/pages"), CLONE_UID,
+			       CLONE_GID), 0);
 	assert_int_equal(mkdir(at("etc"), 0755), 0);
 	put(at("etc/shadow"), "root:secret", 0600);
 	put(at("etc/state"), "root's state", 0600);
@@ -476,13 +495,12 @@ static void assert_etc_untouched(void)
 static void load(int susp, struct found *f)
 {
 	memset(f, 0, sizeof(*f));
-	sdir_load_suspended(susp, CLONE_UID, CLONE_GID, found_cb, f);
-	/* the genuine one is found and given to the clone user */
+	sdir_load_suspended(susp, found_cb, f);
+	/* the genuine one is found and made root's: the manager gives it
+	 * to the worker that resumes it */
 	assert_true(was_found(f, "alice"));
-	assert_file(at("state/suspended/alice/state"), "alice state",
-		    CLONE_UID);
-	assert_file(at("state/suspended/alice/pages"), "alice pages",
-		    CLONE_UID);
+	assert_file(at("state/suspended/alice/state"), "alice state", 0);
+	assert_file(at("state/suspended/alice/pages"), "alice pages", 0);
 }
 
 /* suspended/bob -> etc: not a VM, and nothing in etc is chowned. */
@@ -552,51 +570,47 @@ static void test_load_state_fifo(void **state)
 	close(susp);
 }
 
-/* suspended/bob -> etc: removing bob's suspended VM removes nothing in
- * etc; a genuine one goes entirely. */
-static void test_remove_user_dir_link(void **state)
+/* The front-end is confined with no way to touch suspended/ (the manager
+ * moves and removes suspended VMs) nor to signal anyone (workers have uids
+ * of their own; the manager kills them): mkdirat, unlinkat and kill kill
+ * it. */
+static void test_frontend_filter_no_suspended(void **state)
 {
-	int susp;
-
-	(void)state;
-	susp = make_state();
-	assert_int_equal(symlink(at("etc"), at("state/suspended/bob")), 0);
-	sdir_suspend_remove(susp, "bob");
-	assert_etc_untouched();
-	sdir_suspend_remove(susp, "alice");
-	assert_int_equal(access(at("state/suspended/alice"), F_OK), -1);
-	assert_int_equal(errno, ENOENT);
-	close(susp);
-}
-
-/* The front-end removes suspended VMs once it is confined: what
- * sdir_suspend_remove does must be in its seccomp allow-list. */
-static void test_remove_under_frontend_filter(void **state)
-{
+	static const char *const what[] = { "mkdirat", "unlinkat", "kill" };
 	int susp, st;
-	pid_t pid;
 
 	(void)state;
 #ifdef __SANITIZE_ADDRESS__
-	print_message("SKIP test_remove_under_frontend_filter: under ASan, "
+	print_message("SKIP test_frontend_filter_no_suspended: under ASan, "
 		      "whose runtime makes system calls the filter does not "
 		      "allow\n");
 	skip();
 #endif
 	susp = make_state();
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		if (sandbox_install(sshd_frontend_rules,
-				    sshd_frontend_nrules) < 0)
-			_exit(100);
-		sdir_suspend_remove(susp, "alice");
-		_exit(0);
+	for (int i = 0; i < 3; i++) {
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			if (sandbox_install(sshd_frontend_rules,
+					    sshd_frontend_nrules) < 0)
+				_exit(100);
+			if (i == 0)
+				mkdirat(susp, "mallory", 0700);
+			else if (i == 1)
+				unlinkat(susp, "alice", AT_REMOVEDIR);
+			else
+				kill(INT32_MAX, SIGKILL);	/* nobody */
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGSYS)
+			fail_msg("%s under the front-end's filter: status "
+				 "0x%x, not SIGSYS", what[i], st);
 	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		fail_msg("status 0x%x", st);
-	assert_int_equal(access(at("state/suspended/alice"), F_OK), -1);
+	assert_int_equal(access(at("state/suspended/mallory"), F_OK), -1);
+	assert_file(at("state/suspended/alice/state"), "alice state",
+		    CLONE_UID);
 	close(susp);
 }
 
@@ -621,8 +635,7 @@ int main(void)
 		T(test_load_state_link),
 		T(test_load_state_hard_link),
 		T(test_load_state_fifo),
-		T(test_remove_user_dir_link),
-		T(test_remove_under_frontend_filter),
+		T(test_frontend_filter_no_suspended),
 #undef T
 	};
 
