@@ -65,6 +65,8 @@ enum key_id {
 	K_REAP_TIMEOUT,
 	K_USER,
 	K_ROOT,
+	K_SUSPEND_MAX_USER,
+	K_SUSPEND_MAX_TOTAL,
 	K_COUNT
 };
 
@@ -138,6 +140,10 @@ static const struct key keys[K_COUNT] = {
 			     F(vm.reap_timeout), 1, 31536000 },
 	[K_USER] = { "vm", "user", KEY_PATH, F(vm.user), 0, 0 },
 	[K_ROOT] = { "vm", "root", KEY_BOOL, F(vm.root), 0, 0 },
+	[K_SUSPEND_MAX_USER] = { "vm", "suspend_max_mib_per_user", KEY_UINT,
+				 F(vm.suspend_max_mib_per_user), 0, 1 << 30 },
+	[K_SUSPEND_MAX_TOTAL] = { "vm", "suspend_max_mib_total", KEY_UINT,
+				  F(vm.suspend_max_mib_total), 0, 1 << 30 },
 };
 
 struct parser {

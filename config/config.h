@@ -47,6 +47,9 @@ struct cfg {
 		unsigned reap_timeout; /* seconds */
 		char *user; /* workers and front-end run as this user */
 		bool root; /* the user is uid 0 in their own VM */
+		/* disk for suspended VMs, MiB; 0: no cap */
+		unsigned suspend_max_mib_per_user;
+		unsigned suspend_max_mib_total;
 	} vm;
 };
 

@@ -142,6 +142,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.vm.detach_timeout, 300);
 	assert_int_equal(cfg.vm.reap_timeout, 86400);
 	assert_false(cfg.vm.root);
+	assert_int_equal(cfg.vm.suspend_max_mib_per_user, 0);
+	assert_int_equal(cfg.vm.suspend_max_mib_total, 0);
 	cfg_free(&cfg);
 	check_zeroed(&cfg);
 }
