@@ -73,6 +73,8 @@ enum key_id {
 	K_USER,
 	K_ROOT,
 	K_WORKER_UIDS,
+	K_SUSPEND_MAX_USER,
+	K_SUSPEND_MAX_TOTAL,
 	K_COUNT
 };
 
@@ -148,6 +150,10 @@ static const struct key keys[K_COUNT] = {
 	[K_ROOT] = { "vm", "root", KEY_BOOL, F(vm.root), 0, 0 },
 	[K_WORKER_UIDS] = { "vm", "worker_uids", KEY_UIDS, 0, 1,
 			    WORKER_UID_MAX },
+	[K_SUSPEND_MAX_USER] = { "vm", "suspend_max_mib_per_user", KEY_UINT,
+				 F(vm.suspend_max_mib_per_user), 0, 1 << 30 },
+	[K_SUSPEND_MAX_TOTAL] = { "vm", "suspend_max_mib_total", KEY_UINT,
+				  F(vm.suspend_max_mib_total), 0, 1 << 30 },
 };
 
 struct parser {

@@ -52,6 +52,9 @@ struct cfg {
 		 * at least max_vms of them. Whether any account uses one is
 		 * checked at start, not here (vmm/jail_uids.h). */
 		uint32_t worker_uid_first, worker_uid_count;
+		/* disk for suspended VMs, MiB; 0: no cap */
+		unsigned suspend_max_mib_per_user;
+		unsigned suspend_max_mib_total;
 	} vm;
 };
 

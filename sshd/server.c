@@ -71,6 +71,7 @@ struct uvm {
 	time_t detached;	/* when refs dropped to 0 */
 	time_t started;
 	long priv_kib;		/* the worker's last WORKER_STATS, or -1 */
+	long disk_kib;		/* its suspended image, while U_SUSPENDED */
 	struct timespec t_req;	/* when its clone or resume was asked for */
 	struct uvm *next_wait;	/* queue for a worker from the manager */
 };
@@ -737,6 +738,7 @@ static void on_suspended(struct uvm *u, const struct worker_msg *m)
 
 	log_info("vm %s: suspended to disk (%llu pages)", u->user,
 		 (unsigned long long)m->a);
+	u->disk_kib = (long)(m->a > (1ULL << 40) ? 1ULL << 42 : m->a * 4);
 	r = manager_stash(&MG, u->w.pid, u->user);
 	worker_let_go(&u->w);	/* it exits by itself */
 	if (r < 0)
@@ -1965,6 +1967,40 @@ static void conn_timers(struct conn *k, int i, time_t now)
 	k->alive_missed++;
 }
 
+/* Suspended images take disk: one user's at most
+ * suspend_max_mib_per_user, all of them suspend_max_mib_total. A VM whose
+ * image would not fit is ended rather than suspended (its RAM is what we
+ * would free by suspending it), with a line saying why. Its size is the
+ * worker's last count of the pages it owns, which is what a suspend
+ * writes; unknown, the whole of RAM. */
+static bool suspend_fits(const struct uvm *u)
+{
+	const struct cfg *c = S.cfg;
+	long est = u->priv_kib >= 0 ? u->priv_kib :
+				      (long)c->template.memory_mb * 1024;
+	long total = 0;
+
+	for (int i = 0; i < MAX_USERS; i++)
+		if (S.users[i] && S.users[i]->state == U_SUSPENDED)
+			total += S.users[i]->disk_kib;
+	if (c->vm.suspend_max_mib_per_user &&
+	    est > (long)c->vm.suspend_max_mib_per_user * 1024) {
+		log_info("vm %s: not suspended: its %.1f MiB are more than "
+			 "suspend_max_mib_per_user (%u)", u->user,
+			 (double)est / 1024, c->vm.suspend_max_mib_per_user);
+		return false;
+	}
+	if (c->vm.suspend_max_mib_total &&
+	    total + est > (long)c->vm.suspend_max_mib_total * 1024) {
+		log_info("vm %s: not suspended: its %.1f MiB beside the %.1f "
+			 "MiB suspended would pass suspend_max_mib_total (%u)",
+			 u->user, (double)est / 1024, (double)total / 1024,
+			 c->vm.suspend_max_mib_total);
+		return false;
+	}
+	return true;
+}
+
 static void tick(void)
 {
 	time_t now = time(NULL);
@@ -2022,6 +2058,10 @@ static void tick(void)
 		if (u->state == U_RUNNING &&
 		    (now - u->detached >= S.cfg->vm.detach_timeout ||
 		     S.stopping)) {
+			if (!suspend_fits(u)) {
+				uvm_lost(u, "ended: too large to suspend");
+				continue;
+			}
 			/* into its own directory (the text names the user);
 			 * the manager keeps it once the worker is gone */
 			snprintf(m.text, sizeof(m.text), "%s", u->user);
@@ -2123,12 +2163,19 @@ static void frontend_confine(void)
 static void suspended_found(const char *user, void *arg)
 {
 	struct uvm *u = uvm_find(user, true);
+	const int *susp_fd = arg;
+	struct stat st;
+	char pages[64];
 
-	(void)arg;
 	if (!u)
 		return;
 	u->state = U_SUSPENDED;
 	u->detached = time(NULL);
+	/* Counted against the disk caps: its pages file, or all of RAM. */
+	snprintf(pages, sizeof(pages), "%s/pages", user);
+	u->disk_kib = fstatat(*susp_fd, pages, &st, AT_SYMLINK_NOFOLLOW) == 0
+			      ? (long)(st.st_blocks / 2)
+			      : (long)S.cfg->template.memory_mb * 1024;
 	log_info("vm %s: suspended (from an earlier run)", u->user);
 }
 
@@ -2186,7 +2233,7 @@ int sshd_serve(struct cfg *cfg)
 	ev_add(ssh_bind_get_fd(S.bind), POLLIN, accept_event,
 			 NULL);
 	ev_add(S.mgr, POLLIN, manager_event, NULL);
-	sdir_load_suspended(susp_fd, suspended_found, NULL);
+	sdir_load_suspended(susp_fd, suspended_found, &susp_fd);
 	close(susp_fd);		/* the manager's alone from here on */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);

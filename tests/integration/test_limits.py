@@ -255,3 +255,44 @@ def test_signup_limits(tmp):
         assert signup(s, "u5", k3, source="127.0.0.2")
     finally:
         s.close()
+
+
+def test_suspend_disk_caps(tmp):
+    """suspend_max_mib_total = 14: alice's VM, holding an 8 MiB file, is
+    suspended; bob's, as large, would pass the total and is ended instead,
+    with a line saying why; his next login is a fresh clone. A per-user
+    cap of 1 MiB ends even a fresh VM that is asked to suspend."""
+    s = Server(tmp, detach=1, start=False)
+    with open(s.config, "a") as f:
+        f.write("suspend_max_mib_total = 14\n")
+    s.start()
+    try:
+        fill = "head -c 8388608 /dev/zero > /tmp/fill; echo ok"
+        for user in ("alice", "bob"):
+            rc, out, err = s.ssh(user, fill, timeout=300)
+            assert (rc, out) == (0, "ok\n"), (user, rc, out, err)
+        s.wait_state("alice", "suspended", 120)
+        s.log.expect(r"vm bob: not suspended: its [\d.]+ MiB beside the "
+                     r"[\d.]+ MiB suspended would pass "
+                     r"suspend_max_mib_total \(14\)", 120)
+        s.log.expect(r"vm bob: ended: too large to suspend", 10)
+        probe = "test -e /tmp/fill && echo kept || echo fresh"
+        rc, out, err = s.ssh("bob", probe)
+        assert (rc, out) == (0, "fresh\n"), (rc, out, err)
+        rc, out, err = s.ssh("alice", probe)
+        assert (rc, out) == (0, "kept\n"), (rc, out, err)   # resumed
+    finally:
+        s.close()
+    os.makedirs(os.path.join(tmp, "b"))
+    s = Server(os.path.join(tmp, "b"), detach=1, start=False)
+    with open(s.config, "a") as f:
+        f.write("suspend_max_mib_per_user = 1\n")
+    s.start()
+    try:
+        rc, out, err = s.ssh("carol", "echo ok")
+        assert (rc, out) == (0, "ok\n"), (rc, out, err)
+        s.log.expect(r"vm carol: not suspended: its [\d.]+ MiB are more "
+                     r"than suspend_max_mib_per_user \(1\)", 120)
+        assert "vm carol: suspending" not in s.log.text()
+    finally:
+        s.close()

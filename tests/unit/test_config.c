@@ -147,6 +147,8 @@ static void test_defaults(void **state)
 	assert_false(cfg.vm.root);
 	assert_int_equal(cfg.vm.worker_uid_first, 200000);
 	assert_int_equal(cfg.vm.worker_uid_count, 65536);
+	assert_int_equal(cfg.vm.suspend_max_mib_per_user, 0);
+	assert_int_equal(cfg.vm.suspend_max_mib_total, 0);
 	cfg_free(&cfg);
 	check_zeroed(&cfg);
 }
