@@ -81,6 +81,11 @@ static int next_request(int ctl, unsigned state, struct worker_msg *m)
 	return r;
 }
 
+/* A session that cannot open is logged, but a client that asks for one
+ * again and again (or a guest that keeps its ports from opening) must not
+ * flood the log: one limiter for this worker's VM. */
+static struct log_limit session_log;
+
 static void session_open(int ctl, struct vm *vm, struct worker_msg *m)
 {
 	int fds[3], r;
@@ -89,8 +94,8 @@ static void session_open(int ctl, struct vm *vm, struct worker_msg *m)
 	/* sent in the order stdout, stderr, stdin */
 	r = vm_session_open(vm, &m->spawn, &fds[2], &fds[0], &fds[1]);
 	if (r < 0)
-		log_warnx("session %llu: %s", (unsigned long long)m->a,
-			  strerror(-r));
+		log_limit_warnx(&session_log, "session %llu: %s",
+				(unsigned long long)m->a, strerror(-r));
 	*m = (struct worker_msg){ .type = WORKER_SESSION_OPENED, .a = m->a,
 				  .b = (uint64_t)(int64_t)r };
 	send_up(ctl, m, fds, r < 0 ? 0 : fds[1] >= 0 ? 3 : 1);
@@ -254,6 +259,7 @@ static int worker_main(const struct template *t,
 	sandbox_no_dumps();
 	close_fds_except(ctl, t->mem_fd);
 	log_set_tagf("clone[vm %d]", (int)getpid());
+	log_limit_init(&session_log, "session");
 	/* Everything that does not depend on who connects, done ahead. */
 	r = vm_new(&vm, err, sizeof(err));
 	if (r < 0) {
