@@ -12,9 +12,12 @@
 /* MXCSR_MASK when FXSAVE reports 0 (SDM vol. 1, 11.6.6). */
 #define MXCSR_MASK_DEFAULT 0xffbf
 /* The legacy (FXSAVE) area that opens an XSAVE image: the x87 status
- * word at byte 2, MXCSR at byte 24. */
+ * word at byte 2, MXCSR at byte 24; the XSAVE header's XSTATE_BV at byte
+ * 512, bit 1 the SSE component (SDM vol. 1, 13.4). */
 #define XSAVE_FSW 2
 #define XSAVE_MXCSR 24
+#define XSAVE_XSTATE_BV 512
+#define XSTATE_SSE (1ULL << 1)
 
 bool pvm_detect(void)
 {
@@ -104,6 +107,8 @@ static void cpu_from_kvm(struct x86_cpu *c, const struct kvm_regs *r,
 	 * guest's supervisor mode and 3 in user mode). */
 	c->cpl = s->ss.dpl;
 	c->code64 = (s->efer & EFER_LMA) && s->cs.l;
+	/* With SSE clear in XSTATE_BV, KVM reports the init 0x1f80 here,
+	 * which is then the vCPU's MXCSR: stmxcsr may store it as is. */
 	memcpy(&c->mxcsr, (const uint8_t *)x->region + XSAVE_MXCSR,
 	       sizeof(c->mxcsr));
 	memcpy(&c->fsw, (const uint8_t *)x->region + XSAVE_FSW,
@@ -163,8 +168,21 @@ static int apply(int vcpu_fd, struct kvm_regs *regs, struct kvm_sregs *sregs,
 			return -errno;
 	}
 	if (out->mxcsr_set) {
-		memcpy((uint8_t *)xs->region + XSAVE_MXCSR, &c->mxcsr,
-		       sizeof(c->mxcsr));
+		uint8_t *img = (uint8_t *)xs->region;
+		uint64_t bv;
+
+		/* The kernel takes MXCSR from the image only when XSTATE_BV
+		 * has FP, SSE or AVX (copy_uabi_to_xstate()); otherwise it
+		 * keeps the init 0x1f80 and the ldmxcsr is silently lost.
+		 * XSAVES leaves SSE out of XSTATE_BV when the CPU tracks the
+		 * SSE state as unused (its init optimisation), which here
+		 * depends on scheduling. Setting the bit changes nothing
+		 * else: with it clear, KVM_GET_XSAVE filled the XMM area with
+		 * its init zeros, which is the state the vCPU has. */
+		memcpy(img + XSAVE_MXCSR, &c->mxcsr, sizeof(c->mxcsr));
+		memcpy(&bv, img + XSAVE_XSTATE_BV, sizeof(bv));
+		bv |= XSTATE_SSE;
+		memcpy(img + XSAVE_XSTATE_BV, &bv, sizeof(bv));
 		if (ioctl(vcpu_fd, KVM_SET_XSAVE, xs) < 0)
 			return -errno;
 	}

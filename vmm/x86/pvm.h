@@ -44,7 +44,8 @@ struct pvm_emul_stats {
 /* Complete the instruction that caused an emulation-failure exit as the
  * CPU would have run it (vmm/x86/emul.c): its effect, or the exception
  * it raises injected through KVM_SET_VCPU_EVENTS (with CR2 for #PF).
- * MXCSR is read and written in the XSAVE image (KVM_GET/SET_XSAVE).
+ * MXCSR is read and written in the XSAVE image (KVM_GET/SET_XSAVE; a
+ * write marks SSE in XSTATE_BV, without which the kernel ignores it).
  * 0: done, the vCPU can run on. -EOPNOTSUPP: not one we complete; -EFAULT:
  * its page tables or operand lie outside guest RAM (desc names the bytes
  * and RIP for both); other -errno: an ioctl failed. */
