@@ -208,7 +208,8 @@ static void cb_close(ssh_session s, ssh_channel ch, void *userdata)
 		struct worker_msg m = { .type = WORKER_SESSION_SIGNAL,
 					.a = c->id, .b = SIGHUP };
 
-		vms_send(u, &m);
+		/* ignored: the channel is gone either way (vms_send()) */
+		(void)vms_send(u, &m);
 	}
 	c->done = true;
 }
@@ -251,7 +252,8 @@ static int cb_resize(ssh_session s, ssh_channel ch, int w, int h, int pw,
 		m.a = c->id;
 		m.spawn.rows = c->rows;
 		m.spawn.cols = c->cols;
-		vms_send(u, &m);
+		/* ignored: a lost resize keeps the old size (vms_send()) */
+		(void)vms_send(u, &m);
 	}
 	return SSH_OK;
 }

@@ -29,7 +29,8 @@ void conn_free(int i)
 					.type = WORKER_SESSION_SIGNAL,
 					.a = c->id, .b = SIGHUP };
 
-				vms_send(k->vm, &m);
+				/* ignored: the connection goes either way */
+				(void)vms_send(k->vm, &m);
 			}
 			chan_free(c);
 		}

@@ -200,7 +200,9 @@ void vms_watch(struct uvm *u)
 
 /* worker_send(), never blocking. A worker that stops reading is dropped
  * from vms_worker_event() (see worker_send()), not here: callers are in the
- * middle of walking channels and connections. */
+ * middle of walking channels and connections. So -EPIPE and -ENOBUFS
+ * need nothing of a caller; -EINVAL (a message the worker's state does
+ * not take) is the caller's to handle, or to ignore when harmless. */
 int vms_send(struct uvm *u, const struct worker_msg *m)
 {
 	int r = worker_send(&u->w, m);
@@ -238,7 +240,8 @@ static void on_unstashed(const struct worker_msg *m)
 		return;
 	}
 	snprintf(go.text, sizeof(go.text), "%s", u->user);
-	vms_send(u, &go);
+	if (vms_send(u, &go) == -EINVAL)	/* cannot be: it was just adopted */
+		vms_lost(u, "could not be resumed");
 }
 
 int vms_manager_event(socket_t fd, int revents, void *userdata)
@@ -325,7 +328,8 @@ int vms_manager_event(socket_t fd, int revents, void *userdata)
 		vms_lost(vm, "could not be given an identity");
 		return 0;
 	}
-	vms_send(vm, &m);
+	if (vms_send(vm, &m) == -EINVAL)	/* cannot be: it was just adopted */
+		vms_lost(vm, "could not be started");
 	sodium_memzero(&m, sizeof(m));
 	return 0;
 }
@@ -421,7 +425,9 @@ void vms_tick(time_t now)
 			snprintf(m.text, sizeof(m.text), "%s", u->user);
 			u->state = U_SUSPENDING;
 			log_info("vm %s: suspending", u->user);
-			vms_send(u, &m);
+			/* ignored: a running worker's state takes SUSPEND,
+			 * and one that fails it is dropped (vms_send()) */
+			(void)vms_send(u, &m);
 		} else if (u->state == U_SUSPENDED && !S.stopping &&
 			   now - u->detached >= S.cfg->vm.reap_timeout) {
 			vms_lost(u, "reaped");
@@ -431,8 +437,9 @@ void vms_tick(time_t now)
 		struct worker_msg m = { .type = WORKER_STAT };
 		struct uvm *u = S.users[i];
 
+		/* ignored: a missed figure is asked for next tick */
 		if (u && u->state == U_RUNNING)
-			vms_send(u, &m);
+			(void)vms_send(u, &m);
 		/* No VM and nobody logged in: the record goes, or every name
 		 * that ever logged in (or was refused at capacity) would hold
 		 * a slot until MAX_USERS locks everyone out. */
