@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
 static char log_tag[64] = "clone";
 static enum log_level log_max = LOG_INFO;
 
@@ -118,14 +120,6 @@ void log_limit_destroy(struct log_limit *l)
 	pthread_mutex_destroy(&l->lock);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void say_dropped(const struct log_limit *l, unsigned n)
 {
 	log_warnx("%s: %u log lines dropped (more than %d in %llu s)",
@@ -157,7 +151,7 @@ static bool limit_pass(struct log_limit *l, enum log_level lvl)
 		return false;
 	if (!l)
 		return true;
-	now = mono_ns();
+	now = clock_mono_ns();
 	pthread_mutex_lock(&l->lock);
 	if (now - l->window >= LOG_LIMIT_WINDOW_NS) {
 		ended = l->dropped;

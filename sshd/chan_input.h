@@ -1,6 +1,6 @@
 /* Client input on its way to a guest: how much of it may wait in the
  * front-end, and where. No libssh here, only the arithmetic of its channel
- * window (libssh 0.10, which server.c checks it is built with) and the
+ * window (libssh 0.10, which chan_io.c checks it is built with) and the
  * buffers and budgets, so that it can be tested on plain memory.
  *
  * A session channel's input waits in two places: libssh's own channel

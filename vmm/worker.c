@@ -14,14 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 uint64_t worker_now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	return clock_mono_ns();
 }
 
 void worker_init(struct worker *w)
@@ -161,7 +159,7 @@ static enum ctl_err check(struct worker *w, const struct ctl_rule *r,
 
 static int wait_ready(struct worker *w, int timeout_ms)
 {
-	uint64_t end = worker_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	uint64_t end = clock_mono_ns() + (uint64_t)timeout_ms * 1000000ULL;
 
 	for (;;) {
 		struct pollfd p = { .fd = w->ctl, .events = POLLIN };
@@ -175,7 +173,7 @@ static int wait_ready(struct worker *w, int timeout_ms)
 				p.events &= (short)~POLLOUT;
 		}
 		if (timeout_ms >= 0) {
-			uint64_t now = worker_now_ns();
+			uint64_t now = clock_mono_ns();
 
 			t = now >= end ? 0 : (int)((end - now) / 1000000ULL);
 		}
@@ -186,7 +184,7 @@ static int wait_ready(struct worker *w, int timeout_ms)
 			return -errno;
 		if (p.revents & (POLLIN | POLLHUP | POLLERR))
 			return 0;
-		if (r == 0 || (timeout_ms >= 0 && worker_now_ns() >= end))
+		if (r == 0 || (timeout_ms >= 0 && clock_mono_ns() >= end))
 			return -ETIMEDOUT;
 	}
 }
