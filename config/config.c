@@ -688,6 +688,7 @@ static void finish(struct parser *p)
 		fail(p, p->seen[K_USER], -EINVAL,
 		     "user: not a user name (letters, digits, '_', '-'; "
 		     "at most 32)");
+	cfg->template.cmdline_line = p->seen[K_CMDLINE];
 	if (cfg->vm.reap_timeout < cfg->vm.detach_timeout) {
 		line = p->seen[K_REAP_TIMEOUT] ? p->seen[K_REAP_TIMEOUT] :
 						 p->seen[K_DETACH_TIMEOUT];

@@ -1,5 +1,5 @@
 /* The merge of the operator's clearcpuid= into the VMM's (vmm/x86/cmdline.c),
- * on plain strings. */
+ * on plain strings, and the config line it is reported against. */
 #include "vmm/x86/cmdline.h"
 
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "config/config.h"
 #include "vmm/x86/cpu_flags.h"
 #include "vmm/x86/pvm.h"
 
@@ -262,6 +263,31 @@ static void test_flag_table(void **state)
 		assert_true(cpu_flags[k - 1].bit < cpu_flags[k].bit);
 }
 
+/* The line start-up errors name: where cmdline was set, 0 if it was not. */
+static void test_config_cmdline_line(void **state)
+{
+	struct cfg cfg;
+	char err[CFG_ERRLEN];
+
+	(void)state;
+	assert_int_equal(cfg_load_string(&cfg, "t.ini",
+					 "[server]\nstate_dir = /tmp\n"
+					 "\n[template]\nmemory_mb = 256\n"
+					 "cmdline = clearcpuid=bogus\n",
+					 err, sizeof(err)), 0);
+	assert_int_equal(cfg.template.cmdline_line, 6);
+	assert_string_equal(cfg.template.cmdline, "clearcpuid=bogus");
+	cfg_free(&cfg);
+	assert_int_equal(cfg_load_string(&cfg, "t.ini", "[template]\n"
+					 "memory_mb = 256\n", err,
+					 sizeof(err)), 0);
+	assert_int_equal(cfg.template.cmdline_line, 0);
+	cfg_free(&cfg);
+	assert_int_equal(cfg_defaults(&cfg), 0);
+	assert_int_equal(cfg.template.cmdline_line, 0);
+	cfg_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +305,7 @@ int main(void)
 		cmocka_unit_test(test_out_too_small),
 		cmocka_unit_test(test_one_clearcpuid),
 		cmocka_unit_test(test_flag_table),
+		cmocka_unit_test(test_config_cmdline_line),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
