@@ -52,7 +52,7 @@ FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -I. $(WARN) \
 FUZZ_LIB_SRC = common/log.c config/config.c console/agent_proto.c \
 	sshd/authkeys.c vmm/snapshot.c vmm/snapshot_check.c \
 	vmm/virtio/console.c vmm/virtio/mmio.c vmm/virtio/virtq.c
-FUZZ_LIB_SRC += vmm/bus.c vmm/x86/decode.c vmm/x86/emul.c vmm/x86/mmu.c vmm/ctl_proto.c
+FUZZ_LIB_SRC += vmm/bus.c vmm/x86/decode.c vmm/x86/emul.c vmm/x86/mmu.c vmm/ctl_proto.c vmm/x86/cmdline.c vmm/x86/cpu_flags.c
 FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)

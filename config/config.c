@@ -744,6 +744,7 @@ static void finish(struct parser *p)
 		     "VM worker needs one of its own",
 		     (unsigned)cfg->vm.worker_uid_count, cfg->vm.max_vms);
 	}
+	cfg->template.cmdline_line = p->seen[K_CMDLINE];
 	if (cfg->vm.reap_timeout < cfg->vm.detach_timeout) {
 		line = p->seen[K_REAP_TIMEOUT] ? p->seen[K_REAP_TIMEOUT] :
 						 p->seen[K_DETACH_TIMEOUT];

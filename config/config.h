@@ -37,6 +37,9 @@ struct cfg {
 	struct {
 		char *kernel, *initrd;
 		char *cmdline; /* extra guest args, may be "" */
+		/* the line cmdline was set on, 0 if not set: the VMM checks
+		 * cmdline (vmm/x86/cmdline.h) and names this line */
+		unsigned cmdline_line;
 		unsigned memory_mb;
 		unsigned vcpus;
 		bool serial; /* 8250 UART with boot messages */

@@ -1,5 +1,8 @@
 /* clone: one binary, several subcommands. */
+#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -8,6 +11,9 @@
 #include "config/config.h"
 #include "sshd/server.h"
 #include "tools/cli.h"
+#include "vmm/x86/boot.h"
+#include "vmm/x86/cmdline.h"
+#include "vmm/x86/pvm.h"
 
 static int load(int argc, char **argv, struct cfg *cfg)
 {
@@ -33,6 +39,94 @@ static int load(int argc, char **argv, struct cfg *cfg)
 	return 0;
 }
 
+/* The template's command line checked as the VMM will build it (vmm/vm.c
+ * runs the same merge on the same lists), but here, before anything
+ * starts, and with the config line it came from: deeper down no line is
+ * known. */
+static int check_cmdline(const struct cfg *cfg)
+{
+	char out[BOOT_CMDLINE_MAX], why[256];
+
+	if (cmdline_merge(cmdline_own_clearcpuid(pvm_detect()),
+			  cfg->template.cmdline, out, sizeof(out), why,
+			  sizeof(why)) == 0)
+		return 0;
+	if (cfg->path && cfg->template.cmdline_line)
+		fprintf(stderr, "clone: %s:%u: cmdline: %s\n", cfg->path,
+			cfg->template.cmdline_line, why);
+	else
+		fprintf(stderr, "clone: cmdline: %s\n", why);
+	return -1;
+}
+
+/* The options of the subcommands in tools/, as their getopt_long calls
+ * spell them (tools/cli_boot.c, tools/bench_clones.c): only to find -c the
+ * way they will. Should these drift, the check still runs when the VMM
+ * builds the command line, without the line number. */
+static const struct option cli_boot_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "serial", no_argument, NULL, 's' },
+	{ "user", required_argument, NULL, 'u' },
+	{ "uid", required_argument, NULL, 'U' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option bench_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "clones", required_argument, NULL, 'n' },
+	{ "idle", required_argument, NULL, 'i' },
+	{ "idle-secs", required_argument, NULL, 's' },
+	{ "cpu-secs", required_argument, NULL, 'p' },
+	{ "cycles", required_argument, NULL, 'y' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* The -c of a subcommand that parses its own options; NULL if none. On a
+ * copy of argv (getopt_long permutes it), and getopt's state reset after,
+ * so that the subcommand's own parse starts afresh. */
+static const char *config_arg(int argc, char **argv, const char *shortopts,
+			      const struct option *longopts)
+{
+	const char *path = NULL;
+	char **copy = calloc((size_t)argc + 1, sizeof(*copy));
+	int c;
+
+	if (!copy)
+		return NULL;
+	memcpy(copy, argv, (size_t)argc * sizeof(*copy));
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, copy, shortopts, longopts, NULL)) != -1)
+		if (c == 'c')
+			path = optarg;
+	opterr = 1;
+	optind = 0;
+	free(copy);
+	return path;
+}
+
+/* For the subcommands that build or boot the template: its command line
+ * checked before they start. A config that does not load is left to the
+ * subcommand, which says why in its own words. */
+static int precheck(int argc, char **argv, bool bench)
+{
+	const char *path = bench ? config_arg(argc, argv, "c:n:", bench_opts)
+				 : config_arg(argc, argv, "c:su:vh",
+					      cli_boot_opts);
+	struct cfg cfg = { 0 };
+	char err[CFG_ERRLEN];
+	int r;
+
+	if ((path ? cfg_load(&cfg, path, err, sizeof(err))
+		  : cfg_defaults(&cfg)) < 0)
+		return 0;
+	r = check_cmdline(&cfg);
+	cfg_free(&cfg);
+	return r;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct cfg cfg = { 0 };
@@ -40,6 +134,10 @@ static int cmd_serve(int argc, char **argv)
 
 	if (load(argc, argv, &cfg) < 0)
 		return 1;
+	if (check_cmdline(&cfg) < 0) {
+		cfg_free(&cfg);
+		return 1;
+	}
 	r = sshd_serve(&cfg);
 	cfg_free(&cfg);
 	return r;
@@ -98,13 +196,17 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "status") == 0)
 		return cmd_status(argc - 1, argv + 1);
 	if (strcmp(argv[1], "boot") == 0)
-		return vmm_cmd_boot(argc - 1, argv + 1);
+		return precheck(argc - 1, argv + 1, false) < 0 ? 1 :
+		       vmm_cmd_boot(argc - 1, argv + 1);
 	if (strcmp(argv[1], "template") == 0)
-		return vmm_cmd_template(argc - 1, argv + 1);
+		return precheck(argc - 1, argv + 1, false) < 0 ? 1 :
+		       vmm_cmd_template(argc - 1, argv + 1);
 	if (strcmp(argv[1], "run") == 0)
-		return vmm_cmd_run(argc - 1, argv + 1);
+		return precheck(argc - 1, argv + 1, false) < 0 ? 1 :
+		       vmm_cmd_run(argc - 1, argv + 1);
 	if (strcmp(argv[1], "bench-clones") == 0)
-		return vmm_cmd_bench_clones(argc - 1, argv + 1);
+		return precheck(argc - 1, argv + 1, true) < 0 ? 1 :
+		       vmm_cmd_bench_clones(argc - 1, argv + 1);
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(stdout);
 		return 0;

@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "vmm/x86/boot.h"
+#include "vmm/x86/cmdline.h"
 #include "vmm/x86/cpu.h"
 
 #define KVM_API_VERSION_EXPECTED 12
@@ -190,18 +191,33 @@ static int setup_memory(struct vm *vm, unsigned memory_mb, char *err,
 	return r;
 }
 
+/* The VMM's arguments, then the operator's with every clearcpuid= of theirs
+ * merged into ours: the kernel reads only the last one, and ours (on PVM)
+ * is what keeps it off instructions the emulator cannot run. */
 static int build_cmdline(const struct vm *vm, const char *extra, char *out,
-			 size_t outlen)
+			 size_t outlen, char *err, size_t errlen)
 {
-	int n = snprintf(out, outlen, "%s %s virtio_mmio.device=4K@0x%llx:%u%s%s%s%s",
-			 CMDLINE_BASE,
-			 vm->serial ? "console=ttyS0 earlyprintk=serial,ttyS0"
-				    : "quiet 8250.nr_uarts=0",
-			 VM_VIRTIO_BASE, VM_VIRTIO_CONSOLE_GSI,
-			 vm->pvm ? " " : "", vm->pvm ? PVM_CMDLINE : "",
-			 extra && *extra ? " " : "", extra ? extra : "");
+	char rest[BOOT_CMDLINE_MAX], why[256];
+	int n, r;
 
-	return n < 0 || (size_t)n >= outlen ? -E2BIG : 0;
+	r = cmdline_merge(cmdline_own_clearcpuid(vm->pvm), extra, rest,
+			  sizeof(rest), why, sizeof(why));
+	if (r < 0) {
+		snprintf(err, errlen, "kernel command line: %s", why);
+		return r;
+	}
+	n = snprintf(out, outlen, "%s %s virtio_mmio.device=4K@0x%llx:%u%s%s",
+		     CMDLINE_BASE,
+		     vm->serial ? "console=ttyS0 earlyprintk=serial,ttyS0"
+				: "quiet 8250.nr_uarts=0",
+		     VM_VIRTIO_BASE, VM_VIRTIO_CONSOLE_GSI, *rest ? " " : "",
+		     rest);
+	if (n < 0 || (size_t)n >= outlen) {
+		snprintf(err, errlen, "kernel command line longer than %zu "
+			 "bytes", outlen - 1);
+		return -E2BIG;
+	}
+	return 0;
 }
 
 static int load_guest(struct vm *vm, const struct vm_config *cfg, char *err,
@@ -236,9 +252,11 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, char *err,
 			goto out;
 		}
 	}
-	r = build_cmdline(vm, cfg->cmdline, cmdline, sizeof(cmdline));
-	if (r == 0)
-		r = boot_setup_params(&vm->mem, &k, cmdline, initrd_gpa, ilen);
+	r = build_cmdline(vm, cfg->cmdline, cmdline, sizeof(cmdline), err,
+			  errlen);
+	if (r < 0)
+		goto out;
+	r = boot_setup_params(&vm->mem, &k, cmdline, initrd_gpa, ilen);
 	if (r < 0) {
 		snprintf(err, errlen, "kernel command line longer than %d bytes",
 			 BOOT_CMDLINE_MAX - 1);
