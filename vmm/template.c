@@ -50,9 +50,12 @@ static int template_key(const struct vm_config *cfg, char key[33])
 	int r;
 
 	crypto_generichash_init(&h, NULL, 0, sizeof(out));
-	snprintf(buf, sizeof(buf), "%s snapshot %u mem %u vcpus %u pvm %d|",
+	/* The VMM's own clearcpuid= list is part of what the template
+	 * booted with: a change to it must not reuse a template cached
+	 * before, which the guest kernel set itself up for. */
+	snprintf(buf, sizeof(buf), "%s snapshot %u mem %u vcpus %u pvm %s|",
 		 CLONE_VMM_VERSION, SNAPSHOT_VERSION, cfg->memory_mb,
-		 cfg->vcpus, pvm_detect());
+		 cfg->vcpus, pvm_detect() ? PVM_CLEARCPUID : "no");
 	crypto_generichash_update(&h, (const uint8_t *)buf, strlen(buf));
 	if (cfg->cmdline)
 		crypto_generichash_update(&h, (const uint8_t *)cfg->cmdline,
