@@ -59,7 +59,7 @@ def test_impossible_suspended_vm_refused_then_fresh_clone(tmp):
         s.start()
         assert s.status().get("alice") == "suspended"
         # The refused resume ends that login's session with the usual
-        # line (the front-end, sshd/server.c, does not retry it as a
+        # line (the front-end, sshd/vms_worker.c, does not retry it as a
         # clone); the log names the fault; the next login is a fresh clone.
         st, out, err = s.ssh("alice", "cat ~/f")
         assert "clone: your VM could not be started" in err, \
