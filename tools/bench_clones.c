@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "config/config.h"
@@ -61,7 +62,7 @@ static int go(struct worker *w, unsigned i, uint64_t *t0)
 	if (vm_identity_make(&m.id, name, 1000 + i % 50000, "/home/user",
 			     name) < 0)
 		return -EINVAL;
-	*t0 = worker_now_ns();
+	*t0 = clock_mono_ns();
 	return worker_send(w, &m);
 }
 
@@ -215,7 +216,7 @@ int vmm_cmd_bench_clones(int argc, char **argv)
 			worker_destroy(&w, 1000);
 			goto out;
 		}
-		ready[i] = worker_now_ns() - t0;
+		ready[i] = clock_mono_ns() - t0;
 		worker_destroy(&w, 5000);
 	}
 	printf("clones=%u\nclone_p50_ms=%.3f\nclone_p99_ms=%.3f\n"
@@ -272,7 +273,7 @@ int vmm_cmd_bench_clones(int argc, char **argv)
 					  TIMEOUT_MS) < 0)
 				continue;
 			m = (struct worker_msg){ .type = WORKER_RESUME };
-			t0 = worker_now_ns();
+			t0 = clock_mono_ns();
 			if (worker_send(&ws[i], &m) < 0 ||
 			    worker_expect(&ws[i], WORKER_RESUMED, &m,
 					  TIMEOUT_MS) < 0)
@@ -307,7 +308,7 @@ int vmm_cmd_bench_clones(int argc, char **argv)
 				continue;
 			m = (struct worker_msg){ .type = WORKER_GO_RESUME };
 			snprintf(m.text, sizeof(m.text), "%s", dir);
-			t0 = worker_now_ns();
+			t0 = clock_mono_ns();
 			if (worker_send(&nw, &m) == 0 &&
 			    worker_expect(&nw, WORKER_STARTED, &m,
 					  TIMEOUT_MS) == 0)

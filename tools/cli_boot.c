@@ -15,6 +15,7 @@
 
 #include <sodium.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "console/term.h"
@@ -332,7 +333,7 @@ static int cmd_pause(struct worker *w)
 	log_info("VM paused");
 	sleep(1);
 	m = (struct worker_msg){ .type = WORKER_RESUME };
-	t0 = worker_now_ns();
+	t0 = clock_mono_ns();
 	if (worker_send(w, &m) < 0 ||
 	    worker_expect(w, WORKER_RESUMED, &m, 10000) < 0)
 		return -1;
@@ -361,7 +362,7 @@ static int cmd_suspend(const struct template *t, struct worker *w,
 		return -1;
 	m = (struct worker_msg){ .type = WORKER_GO_RESUME };
 	snprintf(m.text, sizeof(m.text), "%.159s", dir);
-	t0 = worker_now_ns();
+	t0 = clock_mono_ns();
 	if (worker_send(&nw, &m) < 0 ||
 	    worker_expect(&nw, WORKER_STARTED, &m, 60000) < 0) {
 		log_warnx("resume failed: %s", m.text);
@@ -420,7 +421,7 @@ int vmm_cmd_run(int argc, char **argv)
 	}
 	if (worker_spawn_ready(t, NULL, &w, NULL) < 0)
 		goto out;
-	t0 = worker_now_ns();
+	t0 = clock_mono_ns();
 	r = worker_send(&w, &m);
 	if (r == 0)
 		r = worker_expect(&w, WORKER_STARTED, &m, 60000);

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "vmm/manager_jail.h"
 
@@ -204,7 +205,7 @@ static void start_forks(void)
 		mw->w = w;
 		mw->st = M_FORKING;
 		mw->req = i;
-		mw->deadline = worker_now_ns() + SPAWN_TIMEOUT_MS * 1000000ULL;
+		mw->deadline = clock_mono_ns() + SPAWN_TIMEOUT_MS * 1000000ULL;
 		M.forking++;
 	}
 	answer();
@@ -269,7 +270,7 @@ static void end_request(uint64_t pid)
 		return;
 	}
 	mw->st = M_ENDING;
-	mw->deadline = worker_now_ns() + MANAGER_GRACE_MS * 1000000ULL;
+	mw->deadline = clock_mono_ns() + MANAGER_GRACE_MS * 1000000ULL;
 }
 
 /* A worker handed to the front-end and not asked to end (reaped_ok: or
@@ -507,7 +508,7 @@ static void reap(void)
 /* SIGKILL the workers whose time is up; the next wake-up, in ms. */
 static int deadlines(void)
 {
-	uint64_t now = worker_now_ns(), next = UINT64_MAX;
+	uint64_t now = clock_mono_ns(), next = UINT64_MAX;
 
 	for (unsigned i = 0; i < M.nws; i++) {
 		struct mworker *mw = &M.ws[i];

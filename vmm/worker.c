@@ -17,11 +17,6 @@
 #include "common/clock.h"
 #include "common/log.h"
 
-uint64_t worker_now_ns(void)
-{
-	return clock_mono_ns();
-}
-
 void worker_init(struct worker *w)
 {
 	memset(w, 0, sizeof(*w));

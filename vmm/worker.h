@@ -112,7 +112,4 @@ void worker_close(struct worker *w);
  * timeout_ms. Accepts an unspawned worker. */
 void worker_destroy(struct worker *w, int timeout_ms);
 
-/* clock_mono_ns(), for the manager and the worker's deadlines. */
-uint64_t worker_now_ns(void);
-
 #endif

@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/proc.h"
 
@@ -122,7 +123,7 @@ static int request(int ctl, struct vm *vm, int smaps,
 	switch (m->type) {
 	case WORKER_PAUSE:
 		if (vm_pause(vm) == 0)
-			reply(ctl, WORKER_PAUSED, worker_now_ns(), NULL);
+			reply(ctl, WORKER_PAUSED, clock_mono_ns(), NULL);
 		else
 			reply(ctl, WORKER_FAILED, 0, "pause");
 		break;
@@ -273,7 +274,7 @@ static int worker_main(const struct template *t,
 	}
 	/* Restoring depends on the template only, not on who connects:
 	 * done ahead too, so going is starting two threads. */
-	t0 = worker_now_ns();
+	t0 = clock_mono_ns();
 	r = vm_restore_setup(vm, t->snap, t->mem_fd, err, sizeof(err));
 	if (r < 0) {
 		reply(ctl, WORKER_FAILED, 0, err);
@@ -286,7 +287,7 @@ static int worker_main(const struct template *t,
 		reply(ctl, WORKER_FAILED, 0, err);
 		return 1;
 	}
-	reply(ctl, WORKER_READY, worker_now_ns() - t0, NULL);
+	reply(ctl, WORKER_READY, clock_mono_ns() - t0, NULL);
 	/* Anything but a go: our parent is done with us, or not making
 	 * sense; either way this VM never starts. */
 	if (next_request(ctl, WORKER_S_IDLE, &m) <= 0)

@@ -419,7 +419,7 @@ static void test_from_manager(void **state)
 
 static uint64_t now_ms(void)
 {
-	return worker_now_ns() / 1000000ULL;
+	return clock_mono_ns() / 1000000ULL;
 }
 
 /* The measured hang of issue 9: a worker that stops reading. The
