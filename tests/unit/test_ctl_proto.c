@@ -18,6 +18,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/clock.h"
 #include "vmm/manager.h"
 #include "vmm/worker.h"
 
