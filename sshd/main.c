@@ -59,30 +59,6 @@ static int check_cmdline(const struct cfg *cfg)
 	return -1;
 }
 
-/* The options of the subcommands in tools/, as their getopt_long calls
- * spell them (tools/cli_boot.c, tools/bench_clones.c): only to find -c the
- * way they will. Should these drift, the check still runs when the VMM
- * builds the command line, without the line number. */
-static const struct option cli_boot_opts[] = {
-	{ "config", required_argument, NULL, 'c' },
-	{ "serial", no_argument, NULL, 's' },
-	{ "user", required_argument, NULL, 'u' },
-	{ "uid", required_argument, NULL, 'U' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
-};
-
-static const struct option bench_opts[] = {
-	{ "config", required_argument, NULL, 'c' },
-	{ "clones", required_argument, NULL, 'n' },
-	{ "idle", required_argument, NULL, 'i' },
-	{ "idle-secs", required_argument, NULL, 's' },
-	{ "cpu-secs", required_argument, NULL, 'p' },
-	{ "cycles", required_argument, NULL, 'y' },
-	{ NULL, 0, NULL, 0 },
-};
-
 /* The -c of a subcommand that parses its own options; NULL if none. On a
  * copy of argv (getopt_long permutes it), and getopt's state reset after,
  * so that the subcommand's own parse starts afresh. */
@@ -112,8 +88,9 @@ static const char *config_arg(int argc, char **argv, const char *shortopts,
  * subcommand, which says why in its own words. */
 static int precheck(int argc, char **argv, bool bench)
 {
-	const char *path = bench ? config_arg(argc, argv, "c:n:", bench_opts)
-				 : config_arg(argc, argv, "c:su:vh",
+	const char *path = bench ? config_arg(argc, argv, cli_bench_shortopts,
+					      cli_bench_opts)
+				 : config_arg(argc, argv, cli_boot_shortopts,
 					      cli_boot_opts);
 	struct cfg cfg = { 0 };
 	char err[CFG_ERRLEN];

@@ -14,16 +14,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libssh/libssh.h>
-#include <linux/openat2.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/fs.h"
 #include "common/log.h"
 #include "sshd/authkeys.h"
 
@@ -282,30 +281,6 @@ int sdir_host_key(const char *path, char *err, size_t errlen)
 
 /* ---- suspended/, written by workers ------------------------------------- */
 
-/* name, one component, in dfd, without following any symbolic link
- * (openat2 says ELOOP for one). fd or -errno. */
-static int open_beneath(int dfd, const char *name, int flags)
-{
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-			   RESOLVE_NO_MAGICLINKS,
-	};
-	long fd;
-
-	if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 ||
-	    strcmp(name, "..") == 0)
-		return -EINVAL;
-	fd = syscall(SYS_openat2, dfd, name, &how, sizeof(how));
-	if (fd >= 0)
-		return (int)fd;
-	if (errno != ENOSYS)
-		return -errno;
-	/* Before Linux 5.6: for one component, O_NOFOLLOW is the same. */
-	fd = openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
-	return fd < 0 ? -errno : (int)fd;
-}
-
 /* suspended/<user>/<name> (name "": the directory itself) as an O_PATH
  * fd, if it is what a worker writes there: a real directory, a regular
  * file with no other name (a hard link to a file of root's would give
@@ -317,7 +292,7 @@ static int open_part(int dfd, const char *user, const char *name)
 	const char *why = NULL;
 	int fd;
 
-	fd = open_beneath(dfd, dir ? user : name,
+	fd = fs_open_beneath(dfd, dir ? user : name,
 			  O_PATH | (dir ? O_DIRECTORY : 0));
 	if (fd == -ENOENT)
 		return fd;

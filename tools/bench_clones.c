@@ -112,17 +112,19 @@ static uint64_t proc_cpu_ticks(pid_t pid)
 	return ut + st;
 }
 
+const struct option cli_bench_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "clones", required_argument, NULL, 'n' },
+	{ "idle", required_argument, NULL, 'i' },
+	{ "idle-secs", required_argument, NULL, 's' },
+	{ "cpu-secs", required_argument, NULL, 'p' },
+	{ "cycles", required_argument, NULL, 'y' },
+	{ NULL, 0, NULL, 0 },
+};
+const char cli_bench_shortopts[] = "c:n:";
+
 int vmm_cmd_bench_clones(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "clones", required_argument, NULL, 'n' },
-		{ "idle", required_argument, NULL, 'i' },
-		{ "idle-secs", required_argument, NULL, 's' },
-		{ "cpu-secs", required_argument, NULL, 'p' },
-		{ "cycles", required_argument, NULL, 'y' },
-		{ NULL, 0, NULL, 0 },
-	};
 	unsigned n = 200, idle = 100, idle_s = 10, cpu_s = 30, cycles = 0;
 	const char *cfg_path = NULL;
 	struct cfg cfg = { 0 };
@@ -133,7 +135,8 @@ int vmm_cmd_bench_clones(int argc, char **argv)
 	char err[CFG_ERRLEN];
 	int c, r, status = 1;
 
-	while ((c = getopt_long(argc, argv, "c:n:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, cli_bench_shortopts,
+				cli_bench_opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': cfg_path = optarg; break;
 		case 'n': n = (unsigned)atoi(optarg); break;

@@ -187,21 +187,24 @@ struct cli_opts {
 	bool serial;
 };
 
+const struct option cli_boot_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "serial", no_argument, NULL, 's' },
+	{ "user", required_argument, NULL, 'u' },
+	{ "uid", required_argument, NULL, 'U' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+const char cli_boot_shortopts[] = "c:su:vh";
+
 /* Options shared by the subcommands; -1 on a usage error. */
 static int parse_opts(int argc, char **argv, struct cli_opts *o)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "serial", no_argument, NULL, 's' },
-		{ "user", required_argument, NULL, 'u' },
-		{ "uid", required_argument, NULL, 'U' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:su:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, cli_boot_shortopts, cli_boot_opts,
+				NULL)) != -1) {
 		switch (c) {
 		case 'c': o->cfg_path = optarg; break;
 		case 's': o->serial = true; break;

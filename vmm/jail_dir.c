@@ -7,44 +7,19 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/fs.h"
 #include "console/agent_proto.h"
 
 #define DEPTH_MAX 8		/* a worker cannot mkdir at all (its filter
 				 * has no mkdir): deeper is not ours */
 
 static const char *const part_name[2] = { "state", "pages" };
-
-/* name, one component of dfd, without following any symbolic link. fd or
- * -errno (-ELOOP: a link). */
-static int open_beneath(int dfd, const char *name, int flags)
-{
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-			   RESOLVE_NO_MAGICLINKS,
-	};
-	long fd;
-
-	if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 ||
-	    strcmp(name, "..") == 0)
-		return -EINVAL;
-	fd = syscall(SYS_openat2, dfd, name, &how, sizeof(how));
-	if (fd >= 0)
-		return (int)fd;
-	if (errno != ENOSYS)
-		return -errno;
-	/* Before Linux 5.6: for one component, O_NOFOLLOW is the same. */
-	fd = openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
-	return fd < 0 ? -errno : (int)fd;
-}
 
 static int empty_dir(int fd, int depth);
 
@@ -53,7 +28,7 @@ static int empty_dir(int fd, int depth);
  * -errno. */
 static int remove_at(int dfd, const char *name, int depth)
 {
-	int fd = open_beneath(dfd, name, O_RDONLY | O_DIRECTORY), r;
+	int fd = fs_open_beneath(dfd, name, O_RDONLY | O_DIRECTORY), r;
 
 	if (fd == -ENOENT)
 		return 0;
@@ -136,7 +111,7 @@ int jail_dir_make(int vm_fd, uid_t uid, uid_t owner, gid_t group, char *err,
 	}
 	if (r == 0) {
 		what = "open";
-		fd = r = open_beneath(vm_fd, name, O_RDONLY | O_DIRECTORY);
+		fd = r = fs_open_beneath(vm_fd, name, O_RDONLY | O_DIRECTORY);
 	}
 	/* chown first: it may clear set-id bits that chmod then sets right;
 	 * chmod too, since mkdir's mode went through the umask */
@@ -184,7 +159,7 @@ static int open_part(int dfd, const char *where, const char *part,
 {
 	struct stat st;
 	const char *why = NULL;
-	int fd = open_beneath(dfd, part, O_PATH);
+	int fd = fs_open_beneath(dfd, part, O_PATH);
 
 	if (fd == -ENOENT) {
 		snprintf(err, errlen, "%s/%s: none", where, part);
@@ -267,7 +242,7 @@ static int user_dir_make(int susp_fd, const char *user, uid_t owner,
 		return r;
 	if (mkdirat(susp_fd, user, JAIL_DIR_MODE) < 0)
 		return -errno;
-	fd = open_beneath(susp_fd, user, O_RDONLY | O_DIRECTORY);
+	fd = fs_open_beneath(susp_fd, user, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
 		return fd;
 	if (fchown(fd, owner, group) < 0 || fchmod(fd, JAIL_DIR_MODE) < 0) {
@@ -297,7 +272,7 @@ int jail_stash(int vm_fd, uid_t uid, int susp_fd, const char *user,
 	}
 	uid_name(name, sizeof(name), uid);
 	snprintf(where, sizeof(where), "vm/%s", name);
-	wfd = r = open_beneath(vm_fd, name, O_RDONLY | O_DIRECTORY);
+	wfd = r = fs_open_beneath(vm_fd, name, O_RDONLY | O_DIRECTORY);
 	if (r < 0) {
 		snprintf(err, errlen, "%s: %s", where, r == -ELOOP ?
 			 "a symbolic link" : strerror(-r));
@@ -340,7 +315,7 @@ int jail_unstash(int susp_fd, const char *user, int vm_fd, uid_t uid,
 		return -EINVAL;
 	}
 	snprintf(where, sizeof(where), "suspended/%s", user);
-	ufd = r = open_beneath(susp_fd, user, O_RDONLY | O_DIRECTORY);
+	ufd = r = fs_open_beneath(susp_fd, user, O_RDONLY | O_DIRECTORY);
 	if (r < 0) {
 		snprintf(err, errlen, "%s: %s", where, r == -ENOENT ?
 			 "no suspended VM" : r == -ELOOP ? "a symbolic link" :
@@ -351,7 +326,7 @@ int jail_unstash(int susp_fd, const char *user, int vm_fd, uid_t uid,
 	if (r < 0)
 		goto out;
 	uid_name(name, sizeof(name), uid);
-	wfd = r = open_beneath(vm_fd, name, O_RDONLY | O_DIRECTORY);
+	wfd = r = fs_open_beneath(vm_fd, name, O_RDONLY | O_DIRECTORY);
 	if (r < 0) {
 		snprintf(err, errlen, "vm/%s: %s", name, strerror(-r));
 		goto out;
