@@ -38,6 +38,18 @@ def keygen(path, kind="ed25519"):
     return path
 
 
+def worker_of(s, user, other_than=0, timeout=10):
+    """The pid of user's VM worker, once the status table (written once a
+    second) shows one other than other_than."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = s.worker_pid(user)
+        if pid > 0 and pid != other_than:
+            return pid
+        assert time.monotonic() < deadline, f"no worker for {user}"
+        time.sleep(0.2)
+
+
 class Server:
     """clone serve on a free loopback port, its own state directory (the
     template directory shared with the other tests, so nothing boots)."""

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from harness import CLONE, Output, Skip
-from sshharness import Server
+from sshharness import Server, worker_of
 
 
 def proc_status(pid):
@@ -72,18 +72,6 @@ def inject_syscall(pid, nr):
     r.orig_rax = 2 ** 64 - 1        # and no restart of the old one
     assert libc.ptrace(setregs, pid, None, ctypes.byref(r)) == 0
     assert libc.ptrace(detach, pid, None, None) == 0
-
-
-def worker_of(s, user, other_than=0, timeout=10):
-    """The pid of user's VM worker, once the status table (written once a
-    second) shows one other than other_than."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pid = s.worker_pid(user)
-        if pid > 0 and pid != other_than:
-            return pid
-        assert time.monotonic() < deadline, f"no worker for {user}"
-        time.sleep(0.2)
 
 
 def worker_uid(pid):

@@ -9,23 +9,11 @@ import subprocess
 import time
 
 from harness import Output
-from sshharness import Server, Shell, children
+from sshharness import Server, Shell, children, worker_of
 
 LOST = "clone: your VM stopped unexpectedly"
 PANIC = ("clone: your VM ended (guest reset without a shutdown: kernel "
          "panic or forced reboot)")
-
-
-def worker_of(s, user, other_than=0, timeout=10):
-    """The pid of user's VM worker, once the status table (written once a
-    second) shows one other than other_than."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pid = s.worker_pid(user)
-        if pid > 0 and pid != other_than:
-            return pid
-        assert time.monotonic() < deadline, f"no worker for {user}"
-        time.sleep(0.2)
 
 
 def login(s, user, cmd, other_than=0):
