@@ -361,6 +361,11 @@ def test_stopped_worker_counts_until_reaped(tmp):
         s.log.expect(r"worker %d: still running \d+ ms after its control "
                      r"socket closed: killed" % w, 30)
         wait_gone([(w, t)], 10)
+        # Dead (a zombie counts as gone above), and reaped by the manager
+        # on its SIGCHLD a moment later: not left a zombie.
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{w}") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert not os.path.exists(f"/proc/{w}"), "a zombie is left"
         deadline = time.monotonic() + 10
         while True:

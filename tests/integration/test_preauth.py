@@ -182,11 +182,19 @@ def failing_connection(port, user, key, tries):
                                                     timeout=60))
     try:
         t.start_client(timeout=60)
-        for _ in range(tries):
+        for i in range(tries):
             try:
                 t.auth_publickey(user, key)
             except paramiko.AuthenticationException:
                 continue
+            except EOFError:
+                # The server answers the last failure and disconnects at
+                # once: if our side's kernel saw the close first, the
+                # answer is lost (seen once in 3,000 connections). Only
+                # after the last try; the log count below checks it.
+                if i == tries - 1:
+                    break
+                raise
             raise AssertionError(f"{user} accepted")
         deadline = time.monotonic() + DROP_TIMEOUT
         while t.is_active() and time.monotonic() < deadline:
