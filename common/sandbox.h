@@ -54,7 +54,9 @@
 	SANDBOX_ALLOW1(fcntl, SANDBOX_ARG(1, SCMP_CMP_EQ, F_GETFD, 0), \
 		       "F_GETFD: libraries check close-on-exec"), \
 	SANDBOX_ALLOW1(fcntl, SANDBOX_ARG(1, SCMP_CMP_EQ, F_SETFD, 0), \
-		       "F_SETFD: libraries set close-on-exec")
+		       "F_SETFD: libraries set close-on-exec"), \
+	SANDBOX_ALLOW1(fcntl, SANDBOX_ARG(1, SCMP_CMP_EQ, F_DUPFD_CLOEXEC, 0), \
+		       "F_DUPFD_CLOEXEC: fds queued with a control message")
 
 struct sandbox_rule {
 	int nr;			/* SCMP_SYS(name) */

@@ -9,10 +9,8 @@
  * No entry allows exec, sockets other than AF_UNIX pairs, namespaces,
  * mounts, ptrace, modules, new executable memory, or signals other than
  * SIGKILL to whole processes.
- *
- * XXX fcntl is allowed as the worker's table has it; the shared rule
- * (no F_SETOWN/F_SETSIG/O_ASYNC) going into common/sandbox.h replaces the
- * entry below and the worker's alike. */
+ * fcntl as every table has it (SANDBOX_FCNTL_RULES): nothing that could
+ * aim SIGIO at a process (F_SETOWN, F_SETSIG, O_ASYNC). */
 #include "vmm/manager.h"
 
 #include <errno.h>
@@ -53,7 +51,7 @@ const struct sandbox_rule vmm_manager_rules[] = {
 	ALLOW(close, "fds passed on or done with"),
 	ALLOW(close_range, "a new child keeps only its own socket"),
 	ALLOW(dup2, "the keys monitor's socket at fd 3, stdio on /dev/null"),
-	ALLOW(fcntl, "dup of queued fds; O_NONBLOCK on session sockets"),
+	SANDBOX_FCNTL_RULES,
 	ALLOW(eventfd2, "a worker's VM: its stop and event fds"),
 	/* Processes: workers and the keys monitor are forks, never execs. */
 	ALLOW1(clone, SANDBOX_ARG(0, SCMP_CMP_MASKED_EQ, CLONE_NEW_ANY, 0),

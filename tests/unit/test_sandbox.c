@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "sshd/server.h"
+#include "vmm/manager.h"
 #include "vmm/worker.h"
 
 static const int never[] = {
@@ -162,6 +163,7 @@ static void test_tables_no_sigio(void **state)
 	check_no_sigio(vmm_worker_rules, vmm_worker_nrules);
 	check_no_sigio(sshd_frontend_rules, sshd_frontend_nrules);
 	check_no_sigio(sshd_keys_rules, sshd_keys_nrules);
+	check_no_sigio(vmm_manager_rules, vmm_manager_nrules);
 	/* What they need still passes. */
 	assert_true(allows(vmm_worker_rules, vmm_worker_nrules,
 			   SCMP_SYS(fcntl), nonblock));
