@@ -11,39 +11,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "tests/unit/capture.h"
+
 /* stderr goes to a file while a test logs (a flood would fill a pipe). */
-static int saved_err = -1;
-static FILE *capture_f;
-
-static void capture_start(void)
-{
-	capture_f = tmpfile();
-	assert_non_null(capture_f);
-	saved_err = dup(STDERR_FILENO);
-	assert_true(saved_err >= 0);
-	assert_true(dup2(fileno(capture_f), STDERR_FILENO) >= 0);
-}
-
-/* Everything logged since capture_start(), NUL-terminated; caller frees. */
-static char *capture_end(void)
-{
-	long n;
-	char *buf;
-
-	dup2(saved_err, STDERR_FILENO);
-	close(saved_err);
-	saved_err = -1;
-	n = ftell(capture_f);
-	assert_true(n >= 0);
-	buf = calloc(1, (size_t)n + 1);
-	assert_non_null(buf);
-	rewind(capture_f);
-	assert_int_equal(fread(buf, 1, (size_t)n, capture_f), (size_t)n);
-	fclose(capture_f);
-	capture_f = NULL;
-	return buf;
-}
-
 static unsigned count(const char *s, const char *needle)
 {
 	unsigned n = 0;

@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "tests/unit/capture.h"
+
 #include "tests/unit/vcon_env.h"
 #include "vmm/snapshot.h"
 
@@ -78,43 +80,6 @@ static void test_ctrl_messages_spend_budget(void **state)
 	assert_false(needs_reset(e));
 }
 
-static int saved_err = -1;
-static FILE *capture_f;
-
-/* stderr into a file while the guest floods (a pipe would fill up). */
-static void capture_start(void)
-{
-	capture_f = tmpfile();
-	assert_non_null(capture_f);
-	saved_err = dup(STDERR_FILENO);
-	assert_true(dup2(fileno(capture_f), STDERR_FILENO) >= 0);
-}
-
-static char *capture_end(void)
-{
-	long n;
-	char *buf;
-
-	dup2(saved_err, STDERR_FILENO);
-	close(saved_err);
-	n = ftell(capture_f);
-	buf = calloc(1, (size_t)n + 1);
-	assert_non_null(buf);
-	rewind(capture_f);
-	assert_int_equal(fread(buf, 1, (size_t)n, capture_f), (size_t)n);
-	fclose(capture_f);
-	return buf;
-}
-
-static unsigned lines(const char *s)
-{
-	unsigned n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
 /* A driver that says 10,000 times it failed to start, and 10,000 times it
  * failed to add a port (neither stops the device): the VM's limiter lets
  * its burst through and counts the rest. */
@@ -134,7 +99,7 @@ static void test_driver_complaints_are_rate_limited(void **state)
 	}
 	out = capture_end();
 	assert_false(needs_reset(e));
-	assert_int_equal(lines(out), LOG_LIMIT_BURST);
+	assert_int_equal(capture_lines(out), LOG_LIMIT_BURST);
 	assert_non_null(strstr(out, "guest driver failed to start"));
 	assert_int_equal(l.dropped, 20000 - LOG_LIMIT_BURST);
 	free(out);
@@ -162,7 +127,7 @@ static void test_device_errors_are_rate_limited(void **state)
 		bring_up(e, false);
 	}
 	out = capture_end();
-	assert_int_equal(lines(out), LOG_LIMIT_BURST);
+	assert_int_equal(capture_lines(out), LOG_LIMIT_BURST);
 	assert_int_equal(l.dropped, 100 - LOG_LIMIT_BURST);
 	free(out);
 	vcon_set_log_limit(&e->c, NULL);

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "tests/unit/capture.h"
+
 #include "common/clock.h"
 #include "tests/unit/fake_guest.h"
 
@@ -73,42 +75,6 @@ static void guest_sends(struct vm *vm, int guest, uint8_t type,
 	host_reads(vm);
 }
 
-static int saved_err = -1;
-static FILE *capture_f;
-
-static void capture_start(void)
-{
-	capture_f = tmpfile();
-	assert_non_null(capture_f);
-	saved_err = dup(STDERR_FILENO);
-	assert_true(dup2(fileno(capture_f), STDERR_FILENO) >= 0);
-}
-
-static char *capture_end(void)
-{
-	long n;
-	char *buf;
-
-	dup2(saved_err, STDERR_FILENO);
-	close(saved_err);
-	n = ftell(capture_f);
-	buf = calloc(1, (size_t)n + 1);
-	assert_non_null(buf);
-	rewind(capture_f);
-	assert_int_equal(fread(buf, 1, (size_t)n, capture_f), (size_t)n);
-	fclose(capture_f);
-	return buf;
-}
-
-static unsigned lines(const char *s)
-{
-	unsigned n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
 /* 10,000 each of READY, ACK (applied and refused), bad POWER, bad EXITED
  * and LOG: the burst's lines, then (as the VM goes) one line saying how
  * many were dropped. */
@@ -136,7 +102,7 @@ static void test_message_flood_is_bounded(void **state)
 	vm_free(vm);
 	out = capture_end();
 	close(guest);
-	assert_int_equal(lines(out), LOG_LIMIT_BURST + 1);
+	assert_int_equal(capture_lines(out), LOG_LIMIT_BURST + 1);
 	assert_non_null(strstr(out, "t: guest agent ready (v1)"));
 	assert_non_null(strstr(out, "t: guest: 59980 log lines dropped"));
 	free(out);
@@ -161,7 +127,7 @@ static void test_protocol_error_said_once(void **state)
 	vm_free(vm);
 	out = capture_end();
 	close(guest);
-	assert_int_equal(lines(out), 1);
+	assert_int_equal(capture_lines(out), 1);
 	assert_non_null(strstr(out, "agent: protocol error"));
 	free(out);
 }
@@ -271,7 +237,7 @@ static void test_save_blocked_by_guest_ends_vm(void **state)
 	assert_int_equal(vm_state(vm), VM_STOPPED);
 	assert_non_null(strstr(vm_exit_detail(vm), "control messages"));
 	assert_non_null(strstr(err, "VM ended"));
-	assert_int_equal(lines(out), 1);
+	assert_int_equal(capture_lines(out), 1);
 	assert_non_null(strstr(out, "t: vm: saving: the guest took none of 1 "
 				    "console control messages in 300 ms; VM "
 				    "ended\n"));
