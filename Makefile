@@ -49,7 +49,7 @@ FUZZ_DIR = build/fuzz
 FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -I. $(WARN) \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_LIB_SRC = common/log.c config/config.c console/agent_proto.c \
+FUZZ_LIB_SRC = common/log.c common/text.c config/config.c console/agent_proto.c \
 	sshd/authkeys.c vmm/snapshot.c vmm/snapshot_check.c \
 	vmm/virtio/console.c vmm/virtio/mmio.c vmm/virtio/virtq.c
 FUZZ_LIB_SRC += vmm/bus.c vmm/x86/decode.c vmm/x86/emul.c vmm/x86/mmu.c vmm/ctl_proto.c vmm/x86/cmdline.c vmm/x86/cpu_flags.c

@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/text.h"
+
 #define DEF_LISTEN_HOST "127.0.0.1"
 #define DEF_LISTEN_PORT 2222
 #define DEF_STATE_DIR "/var/lib/clone"
@@ -196,21 +198,7 @@ static void report(char *err, size_t errlen, const char *name, unsigned line,
 		snprintf(err, errlen, "%s: %s", name, msg);
 }
 
-/* Echo user text in a message without letting it spoil the terminal or the
- * log line: non-printables become '?', long text is cut. */
-static const char *show(char *buf, size_t size, const char *s, size_t n)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n && o + 4 < size; i++)
-		buf[o++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-	if (i < n)
-		o += (size_t)snprintf(buf + o, size - o, "...");
-	buf[o] = '\0';
-	return buf;
-}
-
-#define SHOW(buf, s) show(buf, sizeof(buf), s, strlen(s))
+#define SHOW(buf, s) text_show(buf, sizeof(buf), s, strlen(s))
 
 static bool section_known(const char *name, size_t n)
 {
@@ -238,7 +226,7 @@ static int check_section(struct parser *p, const char *line)
 	if (!section_known(line + 1, (size_t)(end - line - 1))) {
 		fail(p, p->line, -EINVAL,
 		     "unknown section [%s] (expected [server], [template] or [vm])",
-		     show(q, sizeof(q), line + 1, (size_t)(end - line - 1)));
+		     text_show(q, sizeof(q), line + 1, (size_t)(end - line - 1)));
 		return -EINVAL;
 	}
 	for (rest = end + 1; *rest == ' ' || *rest == '\t' || *rest == '\r' ||

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/text.h"
 #include "vmm/x86/cpu_flags.h"
 #include "vmm/x86/pvm.h"
 
@@ -45,19 +46,6 @@ static int fail(struct merge *m, int err, const char *fmt, ...)
 		va_end(ap);
 	}
 	return err;
-}
-
-/* The operator's text in a message, harmless to a terminal or a log. */
-static const char *show(char *buf, size_t size, const char *s, size_t n)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n && o + 4 < size; i++)
-		buf[o++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-	if (i < n)
-		o += (size_t)snprintf(buf + o, size - o, "...");
-	buf[o] = '\0';
-	return buf;
 }
 
 /* As the kernel's early parser (arch/x86/lib/cmdline.c, myisspace): every
@@ -114,7 +102,7 @@ static int flag_bit(struct merge *m, const char *s, size_t n, unsigned *bit)
 	if (d == n && d > i) {
 		if (v >= lim)
 			return fail(m, -EINVAL, "clearcpuid: bit %s out of "
-				    "range (0-%lu)", show(buf, sizeof(buf), s, n),
+				    "range (0-%lu)", text_show(buf, sizeof(buf), s, n),
 				    lim - 1);
 		*bit = (unsigned)v;
 		return 0;
@@ -127,7 +115,7 @@ static int flag_bit(struct merge *m, const char *s, size_t n, unsigned *bit)
 		}
 	return fail(m, -EINVAL, "clearcpuid: unknown CPU flag '%s' (the "
 		    "guest kernel's names are those of /proc/cpuinfo's flags)",
-		    show(buf, sizeof(buf), s, n));
+		    text_show(buf, sizeof(buf), s, n));
 }
 
 /* Append one comma-separated list; "" and empty items add nothing (the
@@ -246,7 +234,7 @@ int cmdline_merge(const char *own, const char *extra, char *out,
 		r = fail(&m, -E2BIG, "clearcpuid: the merged list (the VMM's "
 			 "and yours) is %zu characters, '%s'; the kernel reads "
 			 "%d and drops the rest without a word", m.len,
-			 show(buf, sizeof(buf), m.list, strlen(m.list)),
+			 text_show(buf, sizeof(buf), m.list, strlen(m.list)),
 			 CMDLINE_CLEARCPUID_MAX);
 		goto out;
 	}
